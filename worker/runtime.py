@@ -1,0 +1,283 @@
+"""The worker: FastStream broker, subscriber and every stage of the data path, wired together.
+
+    consume -> decode -> admit -> batch -> limit -> call -> assemble -> publish -> commit
+
+Lifecycle: `start()` creates topics when asked, then starts the broker and
+the commit loop; `stop()` stops fetching, drains in-flight requests within
+`shutdown_timeout_s`, commits what finished, and closes every client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from typing import Any
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from faststream.middlewares import AckPolicy
+from faststream.specification import AsyncAPI
+
+from schemas.replies import LookupReply
+from schemas.requests import LookupRequest
+from worker.admit import Admission
+from worker.batch import Batcher
+from worker.carecloud import CARDS_PATH, CareCloudClient, card_number_url_bytes, cards_url_length
+from worker.commit import Committer
+from worker.kafka import admin_options, broker_security
+from worker.limit import Limiter, LimiterConfig
+from worker.metrics import Metrics
+from worker.pipeline import Pipeline
+from worker.publish import Publisher
+from worker.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Bound on waiting for revoked partitions' requests during a rebalance; the
+# group waits for every member, so this must stay well under the group's
+# rebalance timeout (`max.poll.interval.ms`).
+REBALANCE_DRAIN_S = 10.0
+
+
+class State(enum.Enum):
+    CREATED = "created"
+    STARTING = "starting"
+    RUNNING = "running"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+class Worker:
+    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.state = State.CREATED
+        self.metrics = metrics or Metrics()
+
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap_servers,
+            security=broker_security(settings),
+            acks="all",
+            enable_idempotence=True,
+            apply_types=False,
+            client_id="card-lookup-worker",
+            logger=logging.getLogger("faststream"),
+            log_level=logging.DEBUG,
+        )
+        self.limiter = _build_limiter(settings)
+        self.client = CareCloudClient(settings, self.limiter)
+        self.batcher = Batcher(
+            self.client,
+            max_cards=settings.batch_max_cards,
+            max_url_bytes=settings.batch_max_url_bytes,
+            linger_s=settings.batch_linger_ms / 1000,
+            base_url_bytes=cards_url_length(settings.api_base_url, [], secondary=True),
+            card_number_bytes=card_number_url_bytes,
+            capacity=self._limiter_cap,
+            on_batch=self.metrics.batch_size.observe,
+        )
+        self.committer = Committer(self._consumer, interval_s=settings.commit_interval_ms / 1000)
+        self.admission = Admission(settings.max_in_flight_requests, self._consumer)
+        self._stopping = asyncio.Event()
+        self.publisher = Publisher(
+            self._send,
+            default_reply_topic=settings.reply_topic,
+            dlq_topic=settings.dlq_topic,
+            list_topics=self._list_topics,
+            max_attempts=settings.publish_max_attempts,
+            stopping=self._stopping,
+        )
+        self.pipeline = Pipeline(
+            settings,
+            batcher=self.batcher,
+            publisher=self.publisher,
+            committer=self.committer,
+            admission=self.admission,
+            metrics=self.metrics,
+        )
+        self._admin: AIOKafkaAdminClient | None = None
+        self._commit_task: asyncio.Task[None] | None = None
+        self.subscriber = self._subscribe()
+        self._declare_publishers()
+
+    # --- Wiring --------------------------------------------------------------
+
+    def _subscribe(self) -> Any:
+        settings = self.settings
+        subscriber = self.broker.subscriber(
+            settings.request_topic,
+            group_id=settings.consumer_group,
+            batch=True,
+            max_records=settings.max_poll_records,
+            batch_timeout_ms=100,
+            ack_policy=AckPolicy.MANUAL,
+            auto_offset_reset="earliest",
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=min(3000, settings.session_timeout_ms // 3),
+            listener=_RebalanceListener(self),
+            decoder=_raw_records,
+            title="card-lookup.requests",
+            description="Card lookup requests. Each record is one request; replies go to its `reply_to` header's topic or the reply topic.",
+        )
+
+        pipeline = self.pipeline
+
+        async def on_card_lookup_requests(body: list[LookupRequest]) -> None:
+            # `body` is the batch of raw records: the decoder skips FastStream's
+            # parsing so one bad record cannot fail its neighbours; the
+            # annotation documents the payload in the AsyncAPI schema.
+            if self._stopping.is_set():
+                return  # not tracked, so not committed: the next owner takes them
+            pipeline.accept(body)  # type: ignore[arg-type]
+
+        subscriber(on_card_lookup_requests)
+        return subscriber
+
+    def _declare_publishers(self) -> None:
+        """Declare the reply and dead-letter topics, so the AsyncAPI document shows them."""
+        reply_publisher = self.broker.publisher(
+            self.settings.reply_topic,
+            title="card-lookup.replies",
+            description="One reply per request, keyed like the request, with its correlation id.",
+            schema=LookupReply,
+        )
+        dlq_publisher = self.broker.publisher(
+            self.settings.dlq_topic,
+            title="card-lookup.dlq",
+            description="Records that could not be answered: original value, key and headers, plus x-dlq-* headers with the reason.",
+            schema=bytes,
+        )
+        self._documented_publishers = (reply_publisher, dlq_publisher)
+
+    def _limiter_cap(self) -> int:
+        snapshot = self.limiter.snapshot()
+        cap = snapshot["cap"] if isinstance(snapshot, dict) else snapshot.cap
+        return int(cap or 1)
+
+    def _consumer(self) -> Any:
+        return getattr(self.subscriber, "consumer", None)
+
+    async def _send(self, body: bytes, *, topic: str, key: bytes | None, headers: dict[str, str], correlation_id: str | None) -> None:
+        await self.broker.publish(body, topic, key=key, headers=headers, correlation_id=correlation_id)
+
+    async def _list_topics(self) -> set[str]:
+        if self._admin is None:
+            return set()
+        return set(await self._admin.list_topics())
+
+    # --- Lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        self.state = State.STARTING
+        self._admin = AIOKafkaAdminClient(**admin_options(self.settings))
+        await self._admin.start()
+        if self.settings.create_topics:
+            await self._create_topics()
+        self._commit_task = asyncio.get_running_loop().create_task(self.committer.run())
+
+    async def after_start(self) -> None:
+        self.state = State.RUNNING
+        logger.info(
+            "worker running: consuming %r as group %r, replying to %r",
+            self.settings.request_topic,
+            self.settings.consumer_group,
+            self.settings.reply_topic,
+        )
+
+    async def stop(self) -> None:
+        """Stop fetching, drain in-flight requests, commit, and close (the broker stops after this)."""
+        if self.state in (State.DRAINING, State.STOPPED):
+            return
+        self.state = State.DRAINING
+        self._stopping.set()
+        consumer = self._consumer()
+        if consumer is not None:
+            consumer.pause(*consumer.assignment())
+        in_flight = self.pipeline.in_flight
+        logger.info("stopping: draining %d request(s) in flight, for at most %.1fs", in_flight, self.settings.shutdown_timeout_s)
+        abandoned = await self.pipeline.drain(self.settings.shutdown_timeout_s)
+        if abandoned:
+            logger.warning("%d request(s) did not finish before the shutdown timeout; they stay uncommitted", abandoned)
+        await self.committer.commit()
+        if self._commit_task is not None:
+            self._commit_task.cancel()
+        await self.batcher.close()
+        await self.client.aclose()
+        if self._admin is not None:
+            await self._admin.close()
+        self.state = State.STOPPED
+        logger.info("worker stopped")
+
+    async def _create_topics(self) -> None:
+        assert self._admin is not None
+        settings = self.settings
+        for topic in (settings.request_topic, settings.reply_topic, settings.dlq_topic):
+            try:
+                await self._admin.create_topics(
+                    [NewTopic(topic, settings.topic_partitions, settings.topic_replication_factor)]
+                )
+                logger.info("created topic %r with %d partition(s)", topic, settings.topic_partitions)
+            except TopicAlreadyExistsError:
+                continue
+            except KafkaError as exc:
+                logger.warning("could not create topic %r: %s", topic, exc)
+
+    def create_app(self) -> FastStream:
+        app = FastStream(
+            self.broker,
+            specification=AsyncAPI(
+                title="Card lookup worker",
+                version="0.1.0",
+                description="Looks up CareCloud cards for requests on Kafka and replies per request.",
+            ),
+            logger=logging.getLogger("faststream.app"),
+        )
+        app.on_startup(self.start)
+        app.after_startup(self.after_start)
+        app.on_shutdown(self.stop)
+        return app
+
+
+class _RebalanceListener(ConsumerRebalanceListener):
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            logger.info("partitions revoked: %s", _format_partitions(revoked))
+            await self._worker.committer.revoke(revoked, timeout_s=REBALANCE_DRAIN_S)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        logger.info("partitions assigned: %s", _format_partitions(assigned))
+        self._worker.committer.assign(assigned)
+        self._worker.admission.on_assigned()
+
+
+def _format_partitions(partitions: set[TopicPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in sorted(partitions)) or "none"
+
+
+async def _raw_records(message: Any) -> Any:
+    return message.raw_message
+
+
+def _build_limiter(settings: Settings) -> Limiter:
+    from_settings = getattr(Limiter, "from_settings", None)
+    if from_settings is not None:
+        return from_settings(settings)
+    return Limiter(
+        LimiterConfig(
+            max_concurrency=settings.api_max_concurrency,
+            min_concurrency=settings.api_min_concurrency,
+            adaptive=settings.api_adaptive_concurrency,
+            rate_per_s=settings.api_rate_limit_per_s,
+            burst=settings.api_rate_burst,
+            backoff_initial_s=settings.api_backoff_initial_s,
+            backoff_max_s=settings.api_backoff_max_s,
+            retry_after_max_s=settings.api_retry_after_max_s,
+        )
+    )
