@@ -29,6 +29,9 @@ LISTENING_MESSAGE = "simulator listening on"
 # Seconds that a shutdown waits for calls in flight. Stalled calls would otherwise
 # hold the process for up to stall_max_s.
 GRACEFUL_SHUTDOWN_S = 2
+# h11 rejects a request head larger than 16 KiB by default. A GET /cards with 1000
+# card_number_list[] values has a query string of about 40 KB.
+MAX_REQUEST_HEAD_BYTES = 1024 * 1024
 
 logger = logging.getLogger("simulator")
 
@@ -178,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_log=args.access_log,
         lifespan="off",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
     )
     server = _AnnouncingServer(config, url)
     logger.info(

@@ -22,6 +22,21 @@ FAIL_NEXT_STATUSES = (400, 403, 429, 500, 502, 503, 504)
 DEFAULT_STALL_MAX_S = 300.0
 DEFAULT_TOKEN_TTL_S = 7 * 3600.0  # the CareCloud default token lifetime
 
+# Every setting at its default, in the form that FaultState.update accepts.
+DEFAULT_FAULTS: dict[str, Any] = {
+    "latency_ms": 0.0,
+    "latency_jitter_ms": 0.0,
+    "rate_limit_per_s": None,
+    "rate_limit_burst": None,
+    "retry_after": "seconds",
+    "retry_after_value": None,
+    "unavailable_for_s": 0.0,
+    "fail_next": None,
+    "token_ttl_s": DEFAULT_TOKEN_TTL_S,
+    "stall": False,
+    "stall_max_s": DEFAULT_STALL_MAX_S,
+}
+
 
 class FaultSettingsError(ValueError):
     """Raised when a fault setting is unknown or has an invalid value. ``field`` names the setting."""
