@@ -5,7 +5,7 @@
 #   docker build -t card-lookup-worker:0.1.0 .
 #
 # The builder stage builds the project's wheel and installs it with its
-# dependencies into /opt/venv; the runtime stage copies only that venv onto a
+# dependencies into /opt/venv. The runtime stage copies only that venv onto a
 # fresh slim image, so no compiler, pip cache, source tree or test ends up in
 # the image. Both stages must use the same base image, because the venv's
 # python is a symlink to the base image's interpreter.
@@ -23,7 +23,7 @@ WORKDIR /src
 # --python, so the runtime image carries no package installer.
 RUN python -m venv --without-pip /opt/venv
 
-# Only what the wheel is built from; the simulator package is an optional
+# Only what the wheel is built from. The simulator package is an optional
 # extra for local runs and stays out of the image.
 COPY pyproject.toml README.md ./
 COPY worker ./worker
@@ -74,7 +74,8 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/live' % os.environ.get('CARD_LOOKUP_HTTP_PORT', '8000'), timeout=4)"]
 
 # The worker runs as PID 1 with no init process. That is safe because it
-# installs its own SIGTERM handler (the kernel ignores an unhandled SIGTERM
-# sent to PID 1) and starts no child processes that would need reaping.
+# installs its own SIGTERM handler before it connects (the kernel ignores an
+# unhandled SIGTERM sent to PID 1) and starts no child processes that would
+# need reaping.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/opt/venv/bin/card-lookup-worker"]

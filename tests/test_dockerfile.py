@@ -46,8 +46,8 @@ def parse_instructions(text: str) -> list[Instruction]:
     """Split Dockerfile text into instructions, joining continued lines.
 
     Lines whose first non-blank character is `#` are comments, also inside a
-    continued instruction, as in BuildKit's parser. The escape character is
-    the default backslash; the `# escape=` directive is not supported.
+    continued instruction, as in BuildKit's parser. Only the default
+    backslash escape is supported, not the `# escape=` directive.
     """
     instructions: list[Instruction] = []
     pending: list[str] = []
