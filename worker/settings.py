@@ -2,9 +2,9 @@
 
 Values come, in order of precedence, from keyword arguments, the environment,
 a `.env` file in the working directory, and secret files in
-`CARD_LOOKUP_SECRETS_DIR` (one file per setting, named like the variable
-without the prefix in lower case, for example `api_password`; this is how
-Kubernetes mounts a Secret as a volume).
+`CARD_LOOKUP_SECRETS_DIR` (one file per setting, named like the variable in
+lower case, for example `card_lookup_api_password`; this is how Kubernetes
+mounts a Secret as a volume).
 """
 
 from __future__ import annotations
