@@ -8,15 +8,16 @@ shares that future instead of being asked for again.
 A batch is per query shape (`search_secondary_card_number` on or off, since
 the two never share a call). It is closed when it reaches `max_cards` or the
 URL length limit, and becomes due after `linger_s`. Closed and due batches are
-started only while fewer batches run than the limiter's current cap, so when
-the API is the bottleneck a due batch keeps filling instead of queueing as a
-small call.
+started only while the limiter could start a call now (`capacity`), so when
+the API or its rate budget is the bottleneck a due batch keeps filling
+instead of queueing as a small call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +30,10 @@ from worker.errors import LookupFailed
 from worker.masking import mask_card_numbers
 
 logger = logging.getLogger(__name__)
+
+# While batches wait for the limiter, check again this often: tokens refill
+# and pauses end without an event the batcher could wait on.
+MIN_RECHECK_S = 0.005
 
 
 class CardSource(Protocol):
@@ -82,6 +87,10 @@ class Batcher:
         self._closed: deque[_Batch] = deque()
         self._pending: dict[tuple[bool, str], asyncio.Future[CardOutcome]] = {}
         self._running: set[asyncio.Task[None]] = set()
+        # Tasks created but not yet queued at the limiter, so not yet counted by `capacity`.
+        self._starting = 0
+        self._recheck: asyncio.TimerHandle | None = None
+        self._recheck_s = max(linger_s, MIN_RECHECK_S)
 
     @property
     def running_calls(self) -> int:
@@ -162,13 +171,33 @@ class Batcher:
     # --- Running calls -----------------------------------------------------
 
     def _dispatch(self, *, ignore_capacity: bool = False) -> None:
-        while ignore_capacity or len(self._running) < max(1, self._capacity()):
+        allowed = math.inf if ignore_capacity else self._capacity() - self._starting
+        if not self._running:
+            # One call always goes, so a batch waits inside the limiter (for a
+            # pause to end or a token) rather than nowhere.
+            allowed = max(allowed, 1)
+        while allowed > 0:
             batch = self._next_batch()
             if batch is None:
                 return
-            task = asyncio.get_running_loop().create_task(self._run(batch))
-            self._running.add(task)
-            task.add_done_callback(self._call_done)
+            self._start(batch)
+            allowed -= 1
+        if self._closed or any(batch.due for batch in self._open.values()):
+            self._schedule_recheck()
+
+    def _start(self, batch: _Batch) -> None:
+        self._starting += 1
+        task = asyncio.get_running_loop().create_task(self._run(batch))
+        self._running.add(task)
+        task.add_done_callback(self._call_done)
+
+    def _schedule_recheck(self) -> None:
+        if self._recheck is None:
+            self._recheck = asyncio.get_running_loop().call_later(self._recheck_s, self._run_recheck)
+
+    def _run_recheck(self) -> None:
+        self._recheck = None
+        self._dispatch()
 
     def _next_batch(self) -> _Batch | None:
         if self._closed:
@@ -185,6 +214,7 @@ class Batcher:
         self._dispatch()
 
     async def _run(self, batch: _Batch) -> None:
+        self._starting -= 1
         numbers = list(batch.futures)
         try:
             if self._clock() >= batch.deadline:

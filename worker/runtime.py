@@ -29,7 +29,7 @@ from worker.batch import Batcher
 from worker.carecloud import CARDS_PATH, CareCloudClient, card_number_url_bytes, cards_url_length
 from worker.commit import Committer
 from worker.kafka import admin_options, broker_security
-from worker.limit import Limiter, LimiterConfig
+from worker.limit import Limiter
 from worker.metrics import Metrics
 from worker.pipeline import Pipeline
 from worker.publish import Publisher
@@ -67,7 +67,7 @@ class Worker:
             logger=logging.getLogger("faststream"),
             log_level=logging.DEBUG,
         )
-        self.limiter = _build_limiter(settings)
+        self.limiter = Limiter.from_settings(settings)
         self.client = CareCloudClient(settings, self.limiter)
         self.batcher = Batcher(
             self.client,
@@ -76,7 +76,7 @@ class Worker:
             linger_s=settings.batch_linger_ms / 1000,
             base_url_bytes=cards_url_length(settings.api_base_url, [], secondary=True),
             card_number_bytes=card_number_url_bytes,
-            capacity=self._limiter_cap,
+            capacity=self._free_call_slots,
             on_batch=self.metrics.batch_size.observe,
         )
         self.committer = Committer(self._consumer, interval_s=settings.commit_interval_ms / 1000)
@@ -153,10 +153,15 @@ class Worker:
         )
         self._documented_publishers = (reply_publisher, dlq_publisher)
 
-    def _limiter_cap(self) -> int:
-        snapshot = self.limiter.snapshot()
-        cap = snapshot["cap"] if isinstance(snapshot, dict) else snapshot.cap
-        return int(cap or 1)
+    def _free_call_slots(self) -> int:
+        """Calls the limiter could start now: free slots under its cap, and tokens when a rate applies."""
+        state = self.limiter.snapshot()
+        if state.paused:
+            return 0
+        free = state.cap - state.in_flight - state.queued
+        if state.tokens is not None:
+            free = min(free, int(state.tokens))
+        return max(0, free)
 
     def _consumer(self) -> Any:
         return getattr(self.subscriber, "consumer", None)
@@ -265,19 +270,3 @@ async def _raw_records(message: Any) -> Any:
     return message.raw_message
 
 
-def _build_limiter(settings: Settings) -> Limiter:
-    from_settings = getattr(Limiter, "from_settings", None)
-    if from_settings is not None:
-        return from_settings(settings)
-    return Limiter(
-        LimiterConfig(
-            max_concurrency=settings.api_max_concurrency,
-            min_concurrency=settings.api_min_concurrency,
-            adaptive=settings.api_adaptive_concurrency,
-            rate_per_s=settings.api_rate_limit_per_s,
-            burst=settings.api_rate_burst,
-            backoff_initial_s=settings.api_backoff_initial_s,
-            backoff_max_s=settings.api_backoff_max_s,
-            retry_after_max_s=settings.api_retry_after_max_s,
-        )
-    )
