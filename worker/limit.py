@@ -76,12 +76,17 @@ LATENCY_SPIKE_MIN_S = 0.05
 # The baseline latency is the minimum over the current and the previous window.
 BASELINE_WINDOW_S = 30.0
 # Learned rate: share of the measured rate kept after a 429, the span measured,
-# the shortest span trusted, the linear growth per second as a share of the
-# rate set at the last decrease, and the lowest rate ever set.
+# and the shortest span trusted.
 RATE_SAFETY_FACTOR = 0.9
 RATE_WINDOW_S = 10.0
 RATE_MIN_MEASURE_S = 2.0
+# Growth per second after a decrease, as a share of the rate then set. It is
+# lower for slow rates so that at least RATE_MIN_CALLS_PER_CYCLE calls pass
+# before the rate is back where it got a 429, and it doubles every
+# RATE_STEP_DOUBLING_S without a 429 so that a rate set too low recovers.
 RATE_INCREASE_PER_S = 0.01
+RATE_MIN_CALLS_PER_CYCLE = 200
+RATE_STEP_DOUBLING_S = 20.0
 RATE_FLOOR_PER_S = 0.1
 # Slack for float rounding when a token is due at exactly the wake-up time.
 _TOKEN_EPSILON = 1e-9
@@ -267,6 +272,7 @@ class Limiter:
         # Token bucket.
         self._learned_rate: float | None = None
         self._rate_step_per_s = 0.0
+        self._rate_lowered_at = now
         self._tokens = float(config.burst)
         self._tokens_at = now
 
@@ -503,8 +509,15 @@ class Limiter:
             return self.config.rate_per_s
         return self._learned_rate
 
+    def _bucket_capacity(self) -> float:
+        """The configured burst for a configured rate. A learned rate paces calls
+        evenly with a capacity of one token, since the server's burst is unknown."""
+        if self.config.rate_per_s is not None:
+            return float(self.config.burst)
+        return 1.0
+
     def _tokens_at_time(self, at: float, rate: float) -> float:
-        tokens = min(float(self.config.burst), self._tokens + max(0.0, at - self._tokens_at) * rate)
+        tokens = min(self._bucket_capacity(), self._tokens + max(0.0, at - self._tokens_at) * rate)
         if self._pause_until is not None and at >= self._pause_until:
             tokens = min(tokens, 1.0)
         return tokens
@@ -512,7 +525,7 @@ class Limiter:
     def _refill(self, now: float) -> None:
         rate = self._bucket_rate()
         if rate is not None:
-            self._tokens = min(float(self.config.burst), self._tokens + max(0.0, now - self._tokens_at) * rate)
+            self._tokens = min(self._bucket_capacity(), self._tokens + max(0.0, now - self._tokens_at) * rate)
         self._tokens_at = now
 
     def _token_ready_at(self, now: float) -> float:
@@ -576,7 +589,7 @@ class Limiter:
         if permit.saturated:
             self._grow_cap()
         if permit.rate_bound:
-            self._grow_rate()
+            self._grow_rate(now)
 
     def _on_rate_limited(self, permit: Permit, retry_after: str | None, now: float) -> None:
         delay = parse_retry_after(retry_after, self._wall_clock(), max_s=self.config.retry_after_max_s)
@@ -713,13 +726,17 @@ class Limiter:
         else:
             return
 
-        self._learned_rate = max(RATE_FLOOR_PER_S, rate)
-        self._rate_step_per_s = RATE_INCREASE_PER_S * self._learned_rate
+        rate = max(RATE_FLOOR_PER_S, rate)
+        self._learned_rate = rate
+        share_per_s = min(RATE_INCREASE_PER_S, (1 - RATE_SAFETY_FACTOR) * rate / RATE_MIN_CALLS_PER_CYCLE)
+        self._rate_step_per_s = share_per_s * rate
+        self._rate_lowered_at = now
         self._refill(now)
         self._tokens = min(self._tokens, 1.0)
 
-    def _grow_rate(self) -> None:
-        """Add `_rate_step_per_s / rate` per rate-bound success: about one step per second."""
+    def _grow_rate(self, now: float) -> None:
+        """Add `step / rate` per rate-bound success, which is about one step per second."""
         if self.config.rate_per_s is not None or self._learned_rate is None:
             return
-        self._learned_rate += self._rate_step_per_s / self._learned_rate
+        doublings = min(10, int((now - self._rate_lowered_at) // RATE_STEP_DOUBLING_S))
+        self._learned_rate += self._rate_step_per_s * 2**doublings / self._learned_rate
