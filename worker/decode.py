@@ -29,8 +29,14 @@ from schemas.requests import LookupRequest
 CORRELATION_ID_HEADER = "correlation_id"
 REPLY_TO_HEADER = "reply_to"
 
-# Kafka's own rule for topic names (kafka.common.internals.Topic).
+# Kafka's own rule for topic names (org.apache.kafka.common.internals.Topic):
+# 1 to 249 of these characters, and neither "." nor "..".
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+_RESERVED_TOPIC_NAMES = (".", "..")
+
+# Deeply nested values give field paths of thousands of characters; the reason
+# goes into a reply and a header, so each path is cut to this length.
+MAX_ERROR_LOCATION_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,7 @@ def decode_record(
 
     correlation_id = header_values.get(CORRELATION_ID_HEADER) or None
     reply_topic = header_values.get(REPLY_TO_HEADER) or limits.default_reply_topic
-    if not _TOPIC_NAME.match(reply_topic):
+    if not _TOPIC_NAME.match(reply_topic) or reply_topic in _RESERVED_TOPIC_NAMES:
         return DeadLetter(
             f"the reply_to header {reply_topic[:100]!r} is not a valid Kafka topic name; "
             "use letters, digits, '.', '_' and '-' (at most 249)"
@@ -115,6 +121,10 @@ def decode_record(
 
     raw_request_id = document.get("request_id")
     request_id = raw_request_id if isinstance(raw_request_id, str) and raw_request_id else correlation_id
+    if request_id is not None and not _encodable(request_id):
+        # JSON may escape a lone surrogate ("\\ud800"); such an id cannot be
+        # written back into a UTF-8 reply, so there is nobody to answer.
+        return DeadLetter("the request_id contains a lone UTF-16 surrogate escape; send it as valid Unicode text")
 
     try:
         request = LookupRequest.model_validate(document)
@@ -146,6 +156,8 @@ def describe_errors(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors()[:5]:
         location = ".".join(str(part) for part in error["loc"]) or "message"
+        if len(location) > MAX_ERROR_LOCATION_CHARS:
+            location = location[:MAX_ERROR_LOCATION_CHARS] + "..."
         parts.append(f"{location}: {error['msg']}")
     if len(exc.errors()) > 5:
         parts.append(f"and {len(exc.errors()) - 5} more")
@@ -170,12 +182,21 @@ def check_card_number(value: str, max_length: int) -> str | None:
 
 def _card_entries(values: list[object], max_length: int) -> tuple[CardEntry, ...]:
     entries: list[CardEntry] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     for value in values:
         card_number, reason = _card_number_from_json(value, max_length)
-        if card_number in seen:
+        # A string and an integer with the same digits name one card number.
+        # Other JSON values are only shown as text, so `null` must not hide
+        # the string "null".
+        if isinstance(value, str):
+            identity = ("card", value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            identity = ("card", card_number)
+        else:
+            identity = ("json", card_number)
+        if identity in seen:
             continue
-        seen.add(card_number)
+        seen.add(identity)
         entries.append(CardEntry(card_number, reason))
     return tuple(entries)
 
@@ -190,10 +211,31 @@ def _card_number_from_json(value: object, max_length: int) -> tuple[str, str | N
         text = str(value)
         return text, check_card_number(text, max_length)
     if isinstance(value, str):
+        if not _encodable(value):
+            # Shown with the surrogate escaped, because the reply must be UTF-8.
+            shown = value.encode("utf-8", "backslashreplace").decode("utf-8")
+            return shown, "the card number contains a lone UTF-16 surrogate escape; send valid Unicode text"
         return value, check_card_number(value, max_length)
-    shown = json.dumps(value)[:100]
+    shown = _json_excerpt(value)
     kind = "number with a fraction or exponent" if isinstance(value, float) else type(value).__name__
     return shown, f"expected a string, got a JSON {kind}; send card numbers as strings"
+
+
+def _json_excerpt(value: object) -> str:
+    """Return the first 100 characters of `value` as JSON, for showing a wrong value in a reply."""
+    try:
+        return json.dumps(value)[:100]
+    except RecursionError:
+        # The document decoded but nests too deeply to encode again this far down the stack.
+        return f"(a deeply nested JSON {type(value).__name__})"
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read_headers(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]) -> tuple[dict[str, str], str | None]:
