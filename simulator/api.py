@@ -112,10 +112,13 @@ class CareCloudApi:
             stats.call_finished(arrived_at, endpoint, status, card_numbers)
 
     async def _respond(self, request: Request, method: str, template: str, query: list[tuple[str, str]]) -> Response:
+        # Rejections are decided at arrival, as a gateway in front of the API would.
+        # Only calls that pass them wait for a stall, and every call gets the latency.
         faults = self.simulator.faults
         rejection = faults.check(is_login=template == LOGIN_PATH)
-        stall_rejection = await faults.wait_before_response()
-        rejection = rejection or stall_rejection
+        if rejection is None:
+            rejection = await faults.wait_for_stall()
+        await faults.wait_latency()
         if rejection is not None:
             return _rejection_response(rejection)
 

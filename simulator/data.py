@@ -8,6 +8,7 @@ codes to names, so that ``Accept-Language`` selects the name.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -237,14 +238,26 @@ class DataStore:
         """Append ``count`` synthetic active cards numbered by `generated_card_number`.
 
         They belong to the first card type. The JSON text is formatted directly
-        because the generated values need no escaping, which keeps 100,000 cards
-        to well under a second.
+        because the generated values need no escaping. 100,000 cards take about
+        0.5 s on a 2-core development container.
         """
         if count <= 0:
             return
         if not self.card_types:
             raise DataError("cannot generate cards: the data has no card types")
         card_type_id = self.card_types[0].fields["card_type_id"]
+
+        # The cycle collector would scan the growing heap many times over while
+        # 100,000 dicts are allocated, and none of them forms a cycle.
+        collector_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self._append_generated_cards(count, card_type_id)
+        finally:
+            if collector_was_enabled:
+                gc.enable()
+
+    def _append_generated_cards(self, count: int, card_type_id: str) -> None:
         type_json = to_json(card_type_id)
         valid_from = datetime.fromisoformat(GENERATED_VALID_FROM)
         valid_to = datetime.fromisoformat(GENERATED_VALID_TO)

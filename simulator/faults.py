@@ -229,20 +229,23 @@ class FaultState:
             return {"retry-after": formatdate(self._wall_clock() + delay_s, usegmt=True)}
         return {"retry-after": str(delay_s)}
 
-    async def wait_before_response(self) -> Rejection | None:
-        """Wait out a stall and the configured latency. Returns a 503 rejection if the stall outlasts stall_max_s."""
-        if not self._not_stalled.is_set():
-            try:
-                await asyncio.wait_for(self._not_stalled.wait(), timeout=self.stall_max_s)
-            except TimeoutError:
-                return Rejection(503, {}, f"The call stalled for longer than stall_max_s ({self.stall_max_s} s).")
+    async def wait_for_stall(self) -> Rejection | None:
+        """Wait while the API is stalled. Returns a 503 rejection if the stall outlasts stall_max_s."""
+        if self._not_stalled.is_set():
+            return None
+        try:
+            await asyncio.wait_for(self._not_stalled.wait(), timeout=self.stall_max_s)
+        except TimeoutError:
+            return Rejection(503, {}, f"The call stalled for longer than stall_max_s ({self.stall_max_s} s).")
+        return None
 
+    async def wait_latency(self) -> None:
+        """Sleep for latency_ms plus a uniform random extra of up to latency_jitter_ms."""
         delay_ms = self.latency_ms
         if self.latency_jitter_ms > 0:
             delay_ms += self._rng.uniform(0.0, self.latency_jitter_ms)
         if delay_ms > 0:
             await asyncio.sleep(delay_ms / 1000.0)
-        return None
 
 
 # Validation of each setting, used by the control API and the command line.

@@ -44,7 +44,9 @@ def convert_openapi_schema(node: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    document = convert_openapi_schema(yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8")))
+    # The C loader parses the 26,000-line file about five times faster than the pure Python one.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    document = convert_openapi_schema(yaml.load(SPEC_PATH.read_text(encoding="utf-8"), Loader=loader))
     for name in STRICT_SCHEMAS:
         document["components"]["schemas"][name]["additionalProperties"] = False
     return document

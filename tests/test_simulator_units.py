@@ -222,7 +222,7 @@ def test_update_rejects_non_ascii_header() -> None:
 
 async def test_stall_waits_until_released() -> None:
     faults, _, _ = make_faults(stall=True)
-    waiter = asyncio.create_task(faults.wait_before_response())
+    waiter = asyncio.create_task(faults.wait_for_stall())
     await asyncio.sleep(0.05)
     assert not waiter.done()
 
@@ -234,7 +234,7 @@ async def test_stall_waits_until_released() -> None:
 async def test_stall_times_out_with_503() -> None:
     faults, _, _ = make_faults(stall=True, stall_max_s=0.05)
 
-    rejection = await faults.wait_before_response()
+    rejection = await faults.wait_for_stall()
 
     assert rejection is not None
     assert rejection.status == 503
@@ -244,7 +244,7 @@ async def test_latency_with_jitter_stays_in_range() -> None:
     faults, _, _ = make_faults(latency_ms=20, latency_jitter_ms=20)
 
     started = time.monotonic()
-    await faults.wait_before_response()
+    await faults.wait_latency()
     elapsed = time.monotonic() - started
 
     assert 0.02 <= elapsed < 0.5
