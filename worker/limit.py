@@ -6,6 +6,8 @@ start its call when all of these hold:
 1. No shared pause is active. A 429 pauses every caller, not only the one that
    got it, for the `Retry-After` the API sent or else for an exponential
    backoff. A 503 with a usable `Retry-After` pauses every caller the same way.
+   Calls already in flight go on, and their 429s can extend the pause but never
+   shorten it. A `Retry-After` date in the past means a pause of zero.
 2. After a pause, one probe call goes alone and must succeed before others
    follow. A probe that gets 429 starts the next, longer pause.
 3. The calls in flight are below the current cap. After a probe succeeds, the
@@ -15,11 +17,11 @@ start its call when all of these hold:
    (with `adaptive`) a rate learned from 429s.
 
 With `adaptive`, the cap follows AIMD: it halves (never below
-`min_concurrency`) on a 429, on a run of `SERVER_ERROR_RUN` 5xx answers or
-timeouts, and on a successful call slower than twice the baseline latency
-(the minimum over the last one to two `BASELINE_WINDOW_S`). At most one
-decrease happens per round trip, because only calls started after the last
-decrease can cause the next one. It grows by one after a cap's worth of
+`min_concurrency`) on a 429, on a run of `SERVER_ERROR_RUN` 5xx responses or
+timeouts, and on a successful call at least twice the baseline latency and
+`LATENCY_SPIKE_MIN_S` above it. The baseline is the minimum latency over the
+last one to two `BASELINE_WINDOW_S`. At most one decrease happens per round
+trip, because only calls started after the last decrease can cause the next one. It grows by one after a cap's worth of
 successful calls that started while at least half the cap was in use, so an
 idle worker does not grow a cap it never tests.
 
@@ -27,8 +29,12 @@ The learned rate covers APIs whose latency is short enough that a cap of one
 call already exceeds the budget. On a 429 it becomes `RATE_SAFETY_FACTOR`
 times the rate of successful calls over the last `RATE_WINDOW_S` (or half the
 previous rate when less than `RATE_MIN_MEASURE_S` of traffic was measured).
-It then grows linearly, by `RATE_INCREASE_PER_S` of its new value per second,
-but only while the rate is what holds calls back.
+It then grows linearly, but only while the rate is what holds calls back, and
+its step doubles every `RATE_STEP_DOUBLING_S` without a 429. A learned rate
+paces calls evenly (a bucket of one token), since the server's burst is
+unknown. The client sleeps `backoff_s(attempt)` before its own retry after a
+5xx response or timeout. Such failures pause no other caller unless a 503
+carries a `Retry-After`.
 
 Seams for later features:
 
@@ -66,7 +72,7 @@ logger = logging.getLogger(__name__)
 BACKOFF_JITTER = 0.2
 # AIMD multiplicative decrease of the in-flight cap.
 DECREASE_FACTOR = 0.5
-# Consecutive 5xx answers or timeouts that halve the cap once.
+# Consecutive 5xx responses or timeouts that halve the cap once.
 SERVER_ERROR_RUN = 3
 # A successful call is slow when its latency is at least this many times the
 # baseline and at least LATENCY_SPIKE_MIN_S above it, so jitter on
@@ -87,14 +93,16 @@ RATE_MIN_MEASURE_S = 2.0
 RATE_INCREASE_PER_S = 0.01
 RATE_MIN_CALLS_PER_CYCLE = 200
 RATE_STEP_DOUBLING_S = 20.0
+_MAX_RATE_STEP_DOUBLINGS = 10
+# Lowest learned rate, in calls per second.
 RATE_FLOOR_PER_S = 0.1
 # Slack for float rounding when a token is due at exactly the wake-up time.
 _TOKEN_EPSILON = 1e-9
-# Backoff exponents above this are capped anyway; the limit avoids overflow.
+# Backoff exponents above this reach backoff_max_s anyway, and the limit avoids a float overflow.
 _MAX_BACKOFF_EXPONENT = 64
 
-# RFC 9110 delta-seconds is 1*DIGIT. Decimal fractions are accepted as well
-# because some gateways send them.
+# RFC 9110 delta-seconds is 1*DIGIT. Decimal fractions are accepted as well,
+# as a lenient reading of a malformed header.
 _DELTA_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 
 
@@ -127,7 +135,7 @@ class LimiterConfig:
         if self.max_concurrency < self.min_concurrency:
             raise ValueError(
                 f"max_concurrency ({self.max_concurrency}) is below min_concurrency "
-                f"({self.min_concurrency}); raise the ceiling or lower the floor"
+                f"({self.min_concurrency}). Raise the ceiling or lower the floor"
             )
         if self.rate_per_s is not None and not self.rate_per_s > 0:
             raise ValueError(f"rate_per_s must be positive or None, got {self.rate_per_s}")
@@ -209,7 +217,7 @@ def _seconds_until_http_date(text: str, now_epoch: float) -> float | None:
 
 
 class Permit:
-    """One call's slot; the caller reports how the call ended with `record`, once."""
+    """One call's slot. The caller reports how the call ended with `record`, once."""
 
     def __init__(self, limiter: Limiter, *, granted_at: float, generation: int, epoch: int,
                  probe: bool, saturated: bool, rate_bound: bool) -> None:
@@ -221,17 +229,21 @@ class Permit:
         self.generation = generation
         self.epoch = epoch
         self.probe = probe
-        # The call started while at least half the cap was in use, or while
-        # the token bucket was nearly empty: its success may grow the cap or rate.
+        # A success grows the cap only if the call started with at least half
+        # the cap in use, and grows a learned rate only if the call's token
+        # left the bucket empty. So an idle worker grows neither.
         self.saturated = saturated
         self.rate_bound = rate_bound
 
     def record(self, outcome: Outcome, *, latency_s: float = 0.0, retry_after: str | None = None) -> None:
-        """Report how the call ended: `latency_s` of a successful call feeds the
-        baseline, `retry_after` is the raw `Retry-After` header of a 429 or 503."""
+        """Report how the call ended.
+
+        `latency_s` of a successful call feeds the latency baseline, and
+        `retry_after` is the raw `Retry-After` header of a 429 or 503.
+        """
         if self.outcome is not None:
             raise RuntimeError(
-                f"the permit's outcome is already recorded as {self.outcome.name}; record each call once"
+                f"the permit's outcome is already recorded as {self.outcome.name}. Record each call once"
             )
         self.outcome = outcome
         self._limiter._on_record(self, outcome, latency_s, retry_after)
@@ -301,7 +313,7 @@ class Limiter:
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: object) -> Limiter:
-        """Build a limiter from the worker's settings; `kwargs` go to the constructor."""
+        """Build a limiter from the worker's settings, passing `kwargs` to the constructor."""
         return cls(LimiterConfig.from_settings(settings), **kwargs)  # type: ignore[arg-type]
 
     # Public interface.
@@ -342,6 +354,7 @@ class Limiter:
         self._retries_total += 1
 
     def snapshot(self) -> LimiterState:
+        """Return the current cap, pause and bucket state and the counters, without changing them."""
         now = self._clock()
         paused = self._pause_until is not None and now < self._pause_until
         pause_over = self._pause_until is not None and not paused
@@ -405,7 +418,7 @@ class Limiter:
             raise DeadlineExceeded("the deadline passed while waiting for the pause, probe, a slot or a token")
 
     def _abandon(self, future: asyncio.Future[Permit]) -> None:
-        """Withdraw a waiter that stops waiting; return its permit if one was granted meanwhile."""
+        """Withdraw a waiter that stops waiting, and return its permit if one was granted meanwhile."""
         if future.done() and not future.cancelled():
             permit = future.result()
             self._in_flight -= 1
@@ -491,7 +504,7 @@ class Limiter:
 
     def _release(self, permit: Permit) -> None:
         if permit.outcome is None:
-            logger.debug("An API permit was released without an outcome; counting the call as a timeout")
+            logger.debug("An API permit was released without an outcome, so the call counts as a timeout")
             permit.record(Outcome.TIMEOUT)
         self._in_flight -= 1
         self._dispatch()
@@ -538,7 +551,7 @@ class Limiter:
         return now + (1.0 - self._tokens) / rate
 
     def _take_token(self, now: float) -> bool:
-        """Take one token if a rate applies; return whether the bucket is what held calls back."""
+        """Take one token if a rate applies, and return whether the bucket is now empty."""
         if self._bucket_rate() is None:
             return False
         self._refill(now)
@@ -561,7 +574,7 @@ class Limiter:
             self._timeouts_total += 1
             self._on_server_error(permit, None, now)
         elif permit.probe and self._probing:
-            # A rejected call says nothing about load; the next caller probes.
+            # A rejected call says nothing about load, so the next caller probes.
             self._probe_in_flight = False
         self._dispatch()
 
@@ -594,8 +607,8 @@ class Limiter:
     def _on_rate_limited(self, permit: Permit, retry_after: str | None, now: float) -> None:
         delay = parse_retry_after(retry_after, self._wall_clock(), max_s=self.config.retry_after_max_s)
         if permit.generation != self._pause_generation:
-            # The call started before the current pause: its 429 may extend
-            # that pause, but it is old news once the pause is over.
+            # The call started before the current pause, so its 429 may extend
+            # that pause but is ignored once the pause is over.
             if self._pause_until is not None:
                 seconds = delay if delay is not None else self.backoff_s(max(1, self._pause_step))
                 self._pause_for(now, seconds, "429 on a call started before the pause")
@@ -608,13 +621,13 @@ class Limiter:
 
         self._pause_step += 1
         if delay is not None:
-            cause = f"429 with Retry-After {retry_after.strip()!r}" if retry_after else "429"
+            cause = f"429 with Retry-After {(retry_after or '').strip()!r}"
             seconds = delay
         else:
             cause = f"429 without a usable Retry-After (backoff step {self._pause_step})"
             seconds = self.backoff_s(self._pause_step)
         if permit.probe:
-            cause = f"the probe call after the pause got {cause}"
+            cause = f"the probe call got {cause}"
         self._pause_for(now, seconds, cause)
 
     def _on_server_error(self, permit: Permit, retry_after: str | None, now: float) -> None:
@@ -622,7 +635,7 @@ class Limiter:
             self._probe_in_flight = False
         delay = parse_retry_after(retry_after, self._wall_clock(), max_s=self.config.retry_after_max_s)
         if delay is not None:
-            self._pause_for(now, delay, f"503 with Retry-After {retry_after.strip()!r}" if retry_after else "503")
+            self._pause_for(now, delay, f"a 5xx response with Retry-After {retry_after.strip()!r}")
 
         self._server_error_run += 1
         if self.config.adaptive and self._server_error_run >= SERVER_ERROR_RUN and permit.epoch == self._decrease_epoch:
@@ -632,7 +645,7 @@ class Limiter:
     # Pause, probe and resume.
 
     def _pause_for(self, now: float, seconds: float, cause: str) -> None:
-        """Hold every caller for `seconds` from now; an active pause is only ever extended."""
+        """Hold every caller for `seconds` from now. An active pause is only extended, never shortened."""
         until = now + seconds
         if self._pause_until is not None and now < self._pause_until:
             if until > self._pause_until:
@@ -658,15 +671,19 @@ class Limiter:
         self._pause_until = None
         self._probing = True
         self._probe_in_flight = False
-        logger.debug("API pause over after %.1f s; one probe call goes first", now - self._pause_started_at)
+        logger.debug("API pause over after %.1f s. One probe call goes first", now - self._pause_started_at)
 
     def _resume(self, now: float) -> None:
+        # NOTE: the ramp restarts from the floor after every pause, which costs
+        # several round trips when latency is long. In the virtual-clock
+        # simulation a server with 20 calls/s and 1 s latency got about 72% of
+        # its rate, against 92% to 96% for latencies of 0.5 s and below.
         self._probing = False
         self._probe_in_flight = False
         self._ramp_cap = self.config.min_concurrency if self.config.min_concurrency < self._cap else None
         self._measure_since = now
         logger.info(
-            "API calls resumed %.1f s after the pause began: the probe call succeeded; the cap ramps from %d to %d",
+            "API calls resumed %.1f s after the pause began because the probe call succeeded. The cap ramps from %d to %d",
             now - self._pause_started_at,
             self._window_cap(),
             self._cap,
@@ -710,6 +727,7 @@ class Limiter:
             self._cap = min(self.config.max_concurrency, self._cap + 1)
 
     def _lower_rate(self, now: float) -> None:
+        """Set the learned rate after a 429 from the rate of recent successful calls."""
         since = max(self._measure_since if self._measure_since is not None else now, now - RATE_WINDOW_S)
         measured_for = now - since
         successes = sum(1 for moment in self._success_times if moment >= since)
@@ -720,8 +738,8 @@ class Limiter:
         elif self._learned_rate is not None:
             rate = self._learned_rate * DECREASE_FACTOR
         elif successes > 0 and measured_for > 0.0:
-            # NOTE: a short first measurement includes the server's burst, so
-            # it overestimates the budget; later 429s halve the rate from here.
+            # NOTE: a short first measurement includes the server's burst, so it
+            # overestimates the budget. Later 429s halve the rate from here.
             rate = RATE_SAFETY_FACTOR * successes / measured_for
         else:
             return
@@ -738,5 +756,5 @@ class Limiter:
         """Add `step / rate` per rate-bound success, which is about one step per second."""
         if self.config.rate_per_s is not None or self._learned_rate is None:
             return
-        doublings = min(10, int((now - self._rate_lowered_at) // RATE_STEP_DOUBLING_S))
+        doublings = min(_MAX_RATE_STEP_DOUBLINGS, int((now - self._rate_lowered_at) // RATE_STEP_DOUBLING_S))
         self._learned_rate += self._rate_step_per_s * 2**doublings / self._learned_rate
