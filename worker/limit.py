@@ -29,7 +29,7 @@ The learned rate covers APIs whose latency is short enough that a cap of one
 call already exceeds the budget. On a 429 it becomes `RATE_SAFETY_FACTOR`
 times the rate of successful calls over the last `RATE_WINDOW_S` (or half the
 previous rate when less than `RATE_MIN_MEASURE_S` of traffic was measured).
-It then grows linearly, but only while the rate is what holds calls back, and
+It then grows linearly, but only while the rate is what limits the calls, and
 its step doubles every `RATE_STEP_DOUBLING_S` without a 429. A learned rate
 paces calls evenly (a bucket of one token), since the server's burst is
 unknown. The client sleeps `backoff_s(attempt)` before its own retry after a
@@ -510,7 +510,7 @@ class Limiter:
         self._dispatch()
 
     def _window_cap(self) -> int:
-        """The cap outside probing: the ramp's value while ramping, else the AIMD cap."""
+        """Return the cap outside probing: the ramp's value while ramping, else the AIMD cap."""
         if self._ramp_cap is not None:
             return min(self._ramp_cap, self._cap)
         return self._cap
@@ -523,8 +523,11 @@ class Limiter:
         return self._learned_rate
 
     def _bucket_capacity(self) -> float:
-        """The configured burst for a configured rate. A learned rate paces calls
-        evenly with a capacity of one token, since the server's burst is unknown."""
+        """Return the bucket's capacity: the configured burst for a configured rate.
+
+        A learned rate paces calls evenly with a capacity of one token, since
+        the server's burst is unknown.
+        """
         if self.config.rate_per_s is not None:
             return float(self.config.burst)
         return 1.0
@@ -574,7 +577,7 @@ class Limiter:
             self._timeouts_total += 1
             self._on_server_error(permit, None, now)
         elif permit.probe and self._probing:
-            # A rejected call says nothing about load, so the next caller probes.
+            # A rejected call gives no load signal, so the next caller probes.
             self._probe_in_flight = False
         self._dispatch()
 
