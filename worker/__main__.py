@@ -1,7 +1,10 @@
 """Command-line entry point: `python -m worker` or `card-lookup-worker`.
 
 The first SIGTERM or SIGINT starts a graceful stop (drain, publish, commit,
-exit 0); a second one exits at once with status 130.
+exit 0); a second one exits at once with status 130. While Kafka is
+unreachable at start the worker retries with backoff and reports itself
+unready; it exits with status 3 only if a Kafka client fails to start after
+the first connection succeeded.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import os
 import signal
 import sys
 
+from aiokafka.errors import KafkaError
+
 from worker.logs import configure_logging
 from worker.runtime import Worker
 from worker.settings import SettingsError, load_settings
@@ -19,6 +24,7 @@ from worker.settings import SettingsError, load_settings
 logger = logging.getLogger("worker")
 
 EXIT_SETTINGS = 2
+EXIT_KAFKA_START = 3
 EXIT_SECOND_SIGNAL = 130
 
 
@@ -37,8 +43,20 @@ async def run(worker: Worker) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
 
-    await app.start()
+    # The start waits for Kafka with backoff for as long as it takes, so a
+    # signal must be able to end it too.
+    starting = asyncio.ensure_future(app.start())
+    stop_requested = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({starting, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        logger.info("stopped before the worker finished starting")
+        await app.stop()
+        return
+    stop_requested.cancel()
     try:
+        starting.result()
         await stop.wait()
     finally:
         await app.stop()
@@ -51,7 +69,13 @@ def main() -> None:
         print(f"card-lookup-worker: {exc}", file=sys.stderr)
         sys.exit(EXIT_SETTINGS)
     configure_logging(settings)
-    asyncio.run(run(Worker(settings)))
+    try:
+        asyncio.run(run(Worker(settings)))
+    except KafkaError as exc:
+        # Raised only when Kafka goes away between the admin client's
+        # connection, which is retried, and the consumer's or producer's.
+        logger.error("the worker could not start its Kafka clients: %r; exiting so it is restarted", exc)
+        sys.exit(EXIT_KAFKA_START)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import asyncio
 import heapq
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -49,6 +50,15 @@ class PartitionOffsets:
         return self._next_offset
 
 
+@dataclass(frozen=True)
+class Tracked:
+    """A record being served: its offset and the partition assignment it was consumed in."""
+
+    partition: TopicPartition
+    offset: int
+    offsets: PartitionOffsets
+
+
 class Committer:
     """Tracks offsets per partition and commits them through the consumer."""
 
@@ -61,16 +71,26 @@ class Committer:
         self._changed = asyncio.Event()
         self.commits_total = 0
 
-    def track(self, partition: TopicPartition, offset: int) -> None:
-        self._partitions.setdefault(partition, PartitionOffsets()).track(offset)
+    def track(self, partition: TopicPartition, offset: int) -> Tracked | None:
+        """Start tracking a consumed record; return None when its partition is not assigned to this worker.
 
-    def finish(self, partition: TopicPartition, offset: int) -> None:
+        A record fetched just before its partition was revoked arrives after
+        `revoke`; the partition's new owner redoes it, so it is not served here.
+        """
         offsets = self._partitions.get(partition)
         if offsets is None:
-            # The partition was revoked while this request ran; its new owner
-            # redoes the record, so this result must not be committed here.
+            return None
+        offsets.track(offset)
+        return Tracked(partition, offset, offsets)
+
+    def finish(self, tracked: Tracked) -> None:
+        """Mark the record's reply durable, so its offset may be committed."""
+        if self._partitions.get(tracked.partition) is not tracked.offsets:
+            # The partition was revoked while this request ran (and may be
+            # assigned here again since); the owner of the new assignment
+            # redoes the record, so this result must not move its position.
             return
-        offsets.finish(offset)
+        tracked.offsets.finish(tracked.offset)
         self._changed.set()
 
     def in_flight(self, partitions: Iterable[TopicPartition] | None = None) -> int:
@@ -102,10 +122,26 @@ class Committer:
                 logger.warning("commit of %d partition(s) failed during a rebalance: %s", len(offsets), exc)
                 return
             except KafkaError as exc:
-                logger.warning("commit failed, retrying at the next interval: %s", exc)
+                # Without this the loop would wait for the next finished
+                # record, and a quiet partition would stay uncommitted.
+                self._changed.set()
+                logger.warning("commit of %d partition(s) failed, retrying at the next interval: %s", len(offsets), exc)
                 return
             self._committed.update(offsets)
             self.commits_total += 1
+
+    async def commit_within(self, timeout_s: float) -> bool:
+        """Commit every tracked partition, giving up after `timeout_s`; return whether the commit finished.
+
+        aiokafka retries a commit until the group coordinator answers, so an
+        unbounded commit would hang a shutdown while the broker is down.
+        """
+        try:
+            await asyncio.wait_for(self.commit(), timeout=timeout_s)
+        except TimeoutError:
+            logger.warning("the final commit did not finish within %.1fs; uncommitted records will be redone", timeout_s)
+            return False
+        return True
 
     async def run(self) -> None:
         """Commit every interval while offsets move; runs until cancelled."""
@@ -116,8 +152,10 @@ class Committer:
             await asyncio.sleep(self._interval_s)
 
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
+        """Start a fresh assignment: the consumer resumes each partition from its committed offset."""
         for partition in partitions:
-            self._partitions.setdefault(partition, PartitionOffsets())
+            self._partitions[partition] = PartitionOffsets()
+            self._committed.pop(partition, None)
 
     async def revoke(self, partitions: Iterable[TopicPartition], *, timeout_s: float) -> None:
         """Wait (bounded) for the partitions' requests, commit what finished, and forget them."""

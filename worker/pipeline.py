@@ -20,7 +20,7 @@ from schemas.replies import LookupReply
 from worker.admit import Admission
 from worker.assemble import assemble_reply, rejected_reply
 from worker.batch import Batcher, CardOutcome
-from worker.commit import Committer
+from worker.commit import Committer, Tracked
 from worker.decode import DeadLetter, DecodeLimits, Rejection, Request, decode_record
 from worker.errors import PublishFailed
 from worker.metrics import Metrics
@@ -64,11 +64,16 @@ class Pipeline:
         """Take records from the consumer; each is served in its own task."""
         loop = asyncio.get_running_loop()
         for record in records:
-            partition = TopicPartition(record.topic, record.partition)
-            self._committer.track(partition, record.offset)
+            tracked = self._committer.track(TopicPartition(record.topic, record.partition), record.offset)
+            if tracked is None:
+                logger.debug(
+                    "skipped a record of a partition no longer assigned; its new owner serves it",
+                    extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+                )
+                continue
             self._admission.admit()
             self._metrics.requests_consumed.inc()
-            task = loop.create_task(self._serve(record, partition, self._clock()))
+            task = loop.create_task(self._serve(record, tracked, self._clock()))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -83,7 +88,7 @@ class Pipeline:
             await asyncio.wait(left, timeout=1.0)
         return len(left)
 
-    async def _serve(self, record: ConsumerRecord, partition: TopicPartition, received_at: float) -> None:
+    async def _serve(self, record: ConsumerRecord, tracked: Tracked, received_at: float) -> None:
         context = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
         try:
             decoded = decode_record(record.value, record.headers, self._limits)
@@ -103,12 +108,18 @@ class Pipeline:
             return
         except asyncio.CancelledError:
             raise
-        except Exception:
-            logger.exception("unexpected error serving the record; it stays uncommitted", extra=context)
-            return
+        except Exception as exc:
+            # A bug must not stall the partition: the record goes to the
+            # dead-letter topic with the error, and the partition moves on.
+            logger.exception("unexpected error serving the record; sending it to the dead-letter topic", extra=context)
+            try:
+                await self._dead_letter(record, f"the worker failed to serve the record: {type(exc).__name__}: {exc}", context)
+            except PublishFailed as publish_exc:
+                logger.error("record left uncommitted: %s", publish_exc, extra=context)
+                return
         finally:
             self._admission.release()
-        self._committer.finish(partition, record.offset)
+        self._committer.finish(tracked)
 
     async def _look_up(self, request: Request, record: ConsumerRecord, received_at: float) -> LookupReply:
         deadline = self._deadline(request, record, received_at)

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka.errors import (
+    InvalidTopicError,
     KafkaError,
     RecordTooLargeError,
     TopicAuthorizationFailedError,
@@ -31,6 +32,8 @@ JSON_CONTENT_TYPE = "application/json"
 RETRY_INITIAL_S = 0.1
 RETRY_MAX_S = 5.0
 TOPIC_CACHE_S = 30.0
+# Longest x-dlq-reason header, in characters; a reason can quote an error of any size.
+MAX_REASON_CHARS = 1000
 
 SendFunction = Callable[..., Awaitable[Any]]
 ListTopics = Callable[[], Awaitable[set[str]]]
@@ -86,7 +89,7 @@ class Publisher:
         dlq_headers = {name: raw.decode("utf-8", "replace") for name, raw in headers or () if raw is not None}
         dlq_headers.update(
             {
-                DeadLetterHeaders.REASON: reason,
+                DeadLetterHeaders.REASON: _header_text(reason),
                 DeadLetterHeaders.SOURCE_TOPIC: source_topic,
                 DeadLetterHeaders.SOURCE_PARTITION: str(source_partition),
                 DeadLetterHeaders.SOURCE_OFFSET: str(source_offset),
@@ -94,7 +97,16 @@ class Publisher:
             }
         )
         where = f"dead letter of {source_topic}[{source_partition}]@{source_offset}"
-        await self._publish(value or b"", topic=self._dlq_topic, key=key, headers=dlq_headers, correlation_id=None, what=where)
+        try:
+            await self._publish(value or b"", topic=self._dlq_topic, key=key, headers=dlq_headers, correlation_id=None, what=where)
+        except PublishFailed as exc:
+            if not exc.permanent:
+                raise
+            # Too large for the dead-letter topic: keep the reason and source
+            # position, so the original can still be found on the request topic.
+            logger.warning("the %s is too large; publishing it without the original value", where)
+            dlq_headers[DeadLetterHeaders.REASON] = _header_text(f"{reason} (original value dropped: {exc})")
+            await self._publish(b"", topic=self._dlq_topic, key=key, headers=dlq_headers, correlation_id=None, what=where)
 
     async def _check_topic_exists(self, topic: str) -> None:
         if self._list_topics is None or topic in self._known_topics:
@@ -117,7 +129,12 @@ class Publisher:
             try:
                 await self._send(body, topic=topic, key=key, headers=headers, correlation_id=correlation_id)
                 return
-            except (UnknownTopicOrPartitionError, TopicAuthorizationFailedError, RecordTooLargeError) as exc:
+            except RecordTooLargeError as exc:
+                # Retrying cannot make the message smaller.
+                raise PublishFailed(f"the {what} is larger than {topic!r} accepts: {type(exc).__name__}", permanent=True) from exc
+            except (UnknownTopicOrPartitionError, TopicAuthorizationFailedError, InvalidTopicError) as exc:
+                # A configured topic that is missing or forbidden is an operator's
+                # problem: retry until it is fixed. A requester's reply_to is not.
                 if topic != self._default_reply_topic and topic != self._dlq_topic:
                     raise PublishFailed(f"cannot publish to {topic!r}: {type(exc).__name__}", permanent=True) from exc
                 error: Exception = exc
@@ -132,3 +149,10 @@ class Publisher:
             self.retries_total += 1
             logger.warning("publishing the %s to %r failed (attempt %d), retrying in %.2fs: %s", what, topic, attempt, delay, error)
             await asyncio.sleep(delay)
+
+
+def _header_text(text: str) -> str:
+    """Cut `text` to MAX_REASON_CHARS and escape lone surrogates, which UTF-8 header values cannot carry."""
+    if len(text) > MAX_REASON_CHARS:
+        text = text[:MAX_REASON_CHARS] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

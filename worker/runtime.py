@@ -16,7 +16,7 @@ from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
@@ -28,6 +28,7 @@ from worker.admit import Admission
 from worker.batch import Batcher
 from worker.carecloud import CARDS_PATH, CareCloudClient, card_number_url_bytes, cards_url_length
 from worker.commit import Committer
+from worker.connectivity import KafkaProbe, connect_with_backoff
 from worker.kafka import admin_options, broker_security
 from worker.limit import Limiter
 from worker.metrics import Metrics
@@ -41,6 +42,9 @@ logger = logging.getLogger(__name__)
 # group waits for every member, so this must stay well under the group's
 # rebalance timeout (`max.poll.interval.ms`).
 REBALANCE_DRAIN_S = 10.0
+# Bound on the commit at shutdown: aiokafka retries a commit until the group
+# coordinator responds, which never happens while the broker is down.
+FINAL_COMMIT_TIMEOUT_S = 5.0
 
 
 class State(enum.Enum):
@@ -99,7 +103,9 @@ class Worker:
             metrics=self.metrics,
         )
         self._admin: AIOKafkaAdminClient | None = None
+        self.probe = KafkaProbe(self._request_metadata)
         self._commit_task: asyncio.Task[None] | None = None
+        self._probe_task: asyncio.Task[None] | None = None
         self.subscriber = self._subscribe()
         self._declare_publishers()
 
@@ -169,6 +175,11 @@ class Worker:
     async def _send(self, body: bytes, *, topic: str, key: bytes | None, headers: dict[str, str], correlation_id: str | None) -> None:
         await self.broker.publish(body, topic, key=key, headers=headers, correlation_id=correlation_id)
 
+    async def _request_metadata(self) -> object:
+        if self._admin is None:
+            raise KafkaConnectionError("the admin client is not connected yet")
+        return await self._admin.list_topics()
+
     async def _list_topics(self) -> set[str]:
         if self._admin is None:
             return set()
@@ -176,13 +187,29 @@ class Worker:
 
     # --- Lifecycle -----------------------------------------------------------
 
+    def kafka_connected(self) -> bool:
+        """Return whether the last metadata request to Kafka succeeded (checked every few seconds); feeds readiness."""
+        return self.probe.connected
+
     async def start(self) -> None:
+        """Connect to Kafka, retrying with backoff while it is unreachable, then start the commit loop."""
         self.state = State.STARTING
-        self._admin = AIOKafkaAdminClient(**admin_options(self.settings))
-        await self._admin.start()
+        await connect_with_backoff(self._start_admin, client_name="the admin client")
+        await self.probe.check()
         if self.settings.create_topics:
             await self._create_topics()
-        self._commit_task = asyncio.get_running_loop().create_task(self.committer.run())
+        loop = asyncio.get_running_loop()
+        self._commit_task = loop.create_task(self.committer.run())
+        self._probe_task = loop.create_task(self.probe.run())
+
+    async def _start_admin(self) -> None:
+        admin = AIOKafkaAdminClient(**admin_options(self.settings))
+        try:
+            await admin.start()
+        except BaseException:
+            await admin.close()
+            raise
+        self._admin = admin
 
     async def after_start(self) -> None:
         self.state = State.RUNNING
@@ -207,9 +234,10 @@ class Worker:
         abandoned = await self.pipeline.drain(self.settings.shutdown_timeout_s)
         if abandoned:
             logger.warning("%d request(s) did not finish before the shutdown timeout; they stay uncommitted", abandoned)
-        await self.committer.commit()
-        if self._commit_task is not None:
-            self._commit_task.cancel()
+        await self.committer.commit_within(FINAL_COMMIT_TIMEOUT_S)
+        for task in (self._commit_task, self._probe_task):
+            if task is not None:
+                task.cancel()
         await self.batcher.close()
         await self.client.aclose()
         if self._admin is not None:
