@@ -298,7 +298,16 @@ class DataStore:
         if candidates is None:
             candidates = self.cards
 
-        matches = [card for card in candidates if _card_matches(card, query, now)]
+        has_filters = (
+            query.customer_id is not None
+            or query.card_type_id is not None
+            or query.state is not None
+            or query.is_valid is not None
+        )
+        if has_filters:
+            matches = [card for card in candidates if _card_matches(card, query, now)]
+        else:
+            matches = list(candidates)
 
         if query.sort_field is not None:
             _sort_records(matches, query.sort_field, query.descending)

@@ -8,6 +8,7 @@ import time
 from datetime import datetime
 from email.utils import formatdate
 from pathlib import Path
+from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,7 +22,7 @@ from simulator.data import (
     load_data,
 )
 from simulator.faults import DEFAULT_FAULTS, FaultSettingsError, FaultState, TokenBucket
-from simulator.params import parse_accept_language
+from simulator.params import parse_accept_language, parse_query_string
 from simulator.state import Simulator
 from simulator.stats import Stats
 
@@ -468,6 +469,27 @@ def test_local_now_uses_project_time_zone() -> None:
 )
 def test_parse_accept_language(header: str | None, expected: list[str]) -> None:
     assert parse_accept_language(header) == expected
+
+
+# Query strings
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "a=1&b=&c",
+        "card_number_list%5B%5D=x%2By&card_number_list[]=a+b",
+        "&&x=%C3%A9&y=%zz&=v",
+        "k=v=w",
+        "",
+        "a=1;b=2",
+        "%E9=1",
+    ],
+)
+def test_query_parsing_matches_parse_qsl(query: str) -> None:
+    expected = parse_qsl(query, keep_blank_values=True)
+
+    assert parse_query_string(query.encode("latin-1")) == expected
 
 
 # Statistics
