@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     faults = parser.add_argument_group("faults (all can be changed at runtime with POST /_simulator/faults)")
     faults.add_argument("--latency-ms", type=float, help="delay added to every API call, in ms")
     faults.add_argument("--latency-jitter-ms", type=float, help="random extra delay, uniform in [0, value] ms")
-    faults.add_argument("--rate-limit-per-s", type=float, help="API calls per second allowed; over it the answer is 429")
+    faults.add_argument("--rate-limit-per-s", type=float, help="API calls allowed per second; calls over the rate get 429")
     faults.add_argument("--rate-limit-burst", type=int, help="token bucket size (default: the rate, at least 1)")
     faults.add_argument("--retry-after", choices=RETRY_AFTER_MODES, help="Retry-After form on 429 and 503 (default: seconds)")
     faults.add_argument("--retry-after-value", help="literal Retry-After value sent instead of the computed one")
@@ -146,7 +146,7 @@ class _AnnouncingServer(uvicorn.Server):
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # asyncio sets TCP_NODELAY on accepted connections only when the protocol is
-    # IPPROTO_TCP explicitly. Without it, Nagle's algorithm holds the response body
+    # IPPROTO_TCP explicitly. Without it, Nagle's algorithm delays the response body
     # behind the headers until the client's delayed ACK, about 40 ms a call.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

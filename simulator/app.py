@@ -14,7 +14,7 @@ class SimulatorApp:
     """Send HTTP requests under `BASE_PATH` straight to the API and all others to a Starlette app.
 
     The API skips Starlette's middleware stack, which keeps the per-call overhead low.
-    The Starlette app serves the control API and lifespan events, and answers 404 elsewhere.
+    The Starlette app serves the control API and lifespan events, and returns 404 elsewhere.
     """
 
     def __init__(self, simulator: Simulator) -> None:

@@ -347,8 +347,8 @@ class DataStore:
             needle = name.casefold()
             localized = [item for item in localized if needle in item["name"].casefold()]
         if text_ids is not None:
-            wanted = set(text_ids)
-            localized = [item for item in localized if item.get("text_id") in wanted]
+            requested_text_ids = set(text_ids)
+            localized = [item for item in localized if item.get("text_id") in requested_text_ids]
 
         if sort_field is not None:
             _sort_dicts(localized, sort_field, descending)

@@ -84,7 +84,7 @@ class FailNext:
 
 @dataclass(frozen=True)
 class Rejection:
-    """A status that the fault layer answers in place of the endpoint, with extra headers."""
+    """A status that the fault layer returns in place of the endpoint response, with extra headers."""
 
     status: int
     headers: dict[str, str]

@@ -1,9 +1,9 @@
 """Query string and header parsing with the spec's validation rules.
 
-The simulator is stricter than a server must be: a query parameter that the spec does
-not list for the endpoint is rejected with 400 (reason ``unknown_parameter``), so that
-a client sending a misspelled or unbracketed parameter finds out in tests instead of
-silently getting unfiltered results.
+The simulator is stricter than the spec requires. A query parameter that the spec does
+not list for the endpoint is rejected with 400 (reason ``unknown_parameter``). A client
+that sends a misspelled or unbracketed parameter then fails in tests, where a lenient
+server would silently return unfiltered results.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def count_list_values(pairs: list[tuple[str, str]], name: str) -> int:
 class QueryParams:
     """Query parameters of one request, checked against the names an endpoint accepts.
 
-    ``scalars`` keeps the last value of each plain key. ``lists`` holds the values of
+    ``scalars`` keeps the last value of each plain key. ``lists`` contains the values of
     bracketed keys (``name[]``). Problems are collected in ``errors`` so that one 400
     response names every invalid parameter.
     """
