@@ -24,6 +24,7 @@ from schemas.carecloud import ApiCard, CardsPage, LoginData
 from schemas.replies import ErrorKind
 from worker.errors import LookupFailed
 from worker.limit import DeadlineExceeded, Limiter, Outcome
+from worker.logs import redact
 from worker.settings import API_MAX_CARD_NUMBERS_PER_CALL, Settings
 
 logger = logging.getLogger(__name__)
@@ -51,8 +52,12 @@ class CareCloudClient:
         http: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        on_call: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self._settings = settings
+        # Called after every HTTP call with (endpoint, status, latency_s);
+        # status is the HTTP status code, `timeout` or `connection_error`.
+        self.on_call = on_call
         self._limiter = limiter
         self._clock = clock
         self._sleep = sleep
@@ -73,6 +78,8 @@ class CareCloudClient:
         self._token_expires_at = 0.0
         self._login_lock = asyncio.Lock()
         self.last_success_at: float | None = None
+        # Clock time of the last timeout, connection failure or 5xx, for readiness.
+        self.last_failure_at: float | None = None
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -230,11 +237,13 @@ class CareCloudClient:
                     )
                 except httpx.TimeoutException as exc:
                     permit.record(Outcome.TIMEOUT, latency_s=self._clock() - started)
+                    self._observe_failure(method, path, "timeout", started)
                     logger.warning("%s %s timed out after %.3fs (attempt %d): %s", method, path, self._clock() - started, attempt, type(exc).__name__)
                     return None, (ErrorKind.TIMEOUT, f"{method} {path} timed out")
                 except httpx.TransportError as exc:
                     permit.record(Outcome.TIMEOUT, latency_s=self._clock() - started)
-                    logger.warning("%s %s failed to connect (attempt %d): %s", method, path, attempt, exc)
+                    self._observe_failure(method, path, "connection_error", started)
+                    logger.warning("%s %s failed to connect (attempt %d): %s", method, path, attempt, redact(str(exc)))
                     return None, (ErrorKind.UNAVAILABLE, f"{method} {path} failed: {type(exc).__name__}")
 
                 latency = self._clock() - started
@@ -250,8 +259,17 @@ class CareCloudClient:
                 attempt - 1,
             ) from None
 
+        if response.status_code in _UNAVAILABLE_STATUSES:
+            self.last_failure_at = self._clock()
+        if self.on_call is not None:
+            self.on_call(endpoint_label(method, path), str(response.status_code), latency)
         _log_call(method, path, response, latency, attempt)
         return response, None
+
+    def _observe_failure(self, method: str, path: str, status: str, started: float) -> None:
+        self.last_failure_at = self._clock()
+        if self.on_call is not None:
+            self.on_call(endpoint_label(method, path), status, self._clock() - started)
 
 
 def cards_query(card_numbers: Sequence[str], *, secondary: bool, count: int, offset: int) -> list[tuple[str, str]]:
@@ -327,9 +345,15 @@ def _parse(model: type, data: object, path: str) -> Any:
         ) from exc
 
 
+def endpoint_label(method: str, path: str) -> str:
+    """The call's method and path template, as logs and metrics name it; never the query, which carries card numbers."""
+    if path.startswith(CARD_TYPES_PATH + "/"):
+        return f"{method} {CARD_TYPES_PATH}/{{card_type_id}}"
+    return f"{method} {path}"
+
+
 def _log_call(method: str, path: str, response: httpx.Response, latency_s: float, attempt: int) -> None:
-    # The path template is logged, never the query: it carries card numbers.
-    endpoint = f"{method} {CARD_TYPES_PATH}/{{card_type_id}}" if path.startswith(CARD_TYPES_PATH + "/") else f"{method} {path}"
+    endpoint = endpoint_label(method, path)
     if response.is_success:
         logger.info("%s answered %d in %.3fs", endpoint, response.status_code, latency_s,
                     extra={"endpoint": endpoint, "status": response.status_code, "duration_s": round(latency_s, 4), "attempt": attempt})
@@ -340,6 +364,7 @@ def _log_call(method: str, path: str, response: httpx.Response, latency_s: float
         response.status_code,
         latency_s,
         attempt,
-        _error_reason(response)[:_LONGEST_LOGGED_BODY],
+        # The API's error text may echo card numbers from the request.
+        redact(_error_reason(response)[:_LONGEST_LOGGED_BODY]),
         extra={"endpoint": endpoint, "status": response.status_code, "duration_s": round(latency_s, 4), "attempt": attempt},
     )

@@ -26,6 +26,7 @@ from worker.errors import PublishFailed
 from worker.metrics import Metrics
 from worker.publish import Publisher
 from worker.settings import Settings
+from worker.tracing import Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Pipeline:
         committer: Committer,
         admission: Admission,
         metrics: Metrics,
+        tracing: Tracing | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
@@ -48,6 +50,7 @@ class Pipeline:
         self._committer = committer
         self._admission = admission
         self._metrics = metrics
+        self._tracing = tracing or Tracing.disabled()
         self._clock = clock
         self._limits = DecodeLimits(
             max_request_bytes=settings.max_request_bytes,
@@ -73,7 +76,7 @@ class Pipeline:
                 continue
             self._admission.admit()
             self._metrics.requests_consumed.inc()
-            task = loop.create_task(self._serve(record, tracked, self._clock()))
+            task = loop.create_task(self._serve_traced(record, tracked, self._clock()))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -87,6 +90,11 @@ class Pipeline:
         if left:
             await asyncio.wait(left, timeout=1.0)
         return len(left)
+
+    async def _serve_traced(self, record: ConsumerRecord, tracked: Tracked, received_at: float) -> None:
+        # The reply is published inside this span, so it carries the request's trace.
+        with self._tracing.record_span(record.topic, record.partition, record.offset, record.headers):
+            await self._serve(record, tracked, received_at)
 
     async def _serve(self, record: ConsumerRecord, tracked: Tracked, received_at: float) -> None:
         context = {"topic": record.topic, "partition": record.partition, "offset": record.offset}

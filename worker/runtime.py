@@ -32,9 +32,11 @@ from worker.connectivity import KafkaProbe, connect_with_backoff
 from worker.kafka import admin_options, broker_security
 from worker.limit import Limiter
 from worker.metrics import Metrics
+from worker.observability import Observability
 from worker.pipeline import Pipeline
 from worker.publish import Publisher
 from worker.settings import Settings
+from worker.tracing import Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +58,20 @@ class State(enum.Enum):
 
 
 class Worker:
-    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
+        ephemeral_http_port: bool = False,
+    ) -> None:
+        """`tracing` defaults to what the OTEL_* variables ask for; `ephemeral_http_port`
+        (for tests) serves health and metrics on a free port even when http_port is 0."""
         self.settings = settings
         self.state = State.CREATED
         self.metrics = metrics or Metrics()
+        self.tracing = tracing or Tracing.from_environment()
 
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
@@ -101,6 +113,7 @@ class Worker:
             committer=self.committer,
             admission=self.admission,
             metrics=self.metrics,
+            tracing=self.tracing,
         )
         self._admin: AIOKafkaAdminClient | None = None
         self.probe = KafkaProbe(self._request_metadata)
@@ -108,6 +121,7 @@ class Worker:
         self._probe_task: asyncio.Task[None] | None = None
         self.subscriber = self._subscribe()
         self._declare_publishers()
+        self.observability = Observability(self, ephemeral_http_port=ephemeral_http_port)
 
     # --- Wiring --------------------------------------------------------------
 
@@ -194,6 +208,7 @@ class Worker:
     async def start(self) -> None:
         """Connect to Kafka, retrying with backoff while it is unreachable, then start the commit loop."""
         self.state = State.STARTING
+        await self.observability.start()
         await connect_with_backoff(self._start_admin, client_name="the admin client")
         await self.probe.check()
         if self.settings.create_topics:
@@ -243,6 +258,7 @@ class Worker:
         if self._admin is not None:
             await self._admin.close()
         self.state = State.STOPPED
+        await self.observability.stop()
         logger.info("worker stopped")
 
     async def _create_topics(self) -> None:
@@ -288,6 +304,7 @@ class _RebalanceListener(ConsumerRebalanceListener):
         logger.info("partitions assigned: %s", _format_partitions(assigned))
         self._worker.committer.assign(assigned)
         self._worker.admission.on_assigned()
+        self._worker.observability.on_assigned()
 
 
 def _format_partitions(partitions: set[TopicPartition]) -> str:
