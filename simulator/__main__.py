@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--rate-limit-burst", type=int, help="token bucket size (default: the rate, at least 1)")
     faults.add_argument("--retry-after", choices=RETRY_AFTER_MODES, help="Retry-After form on 429 and 503 (default: seconds)")
     faults.add_argument("--retry-after-value", help="literal Retry-After value sent instead of the computed one")
-    faults.add_argument("--unavailable-for-s", type=float, help="answer 503 for this many seconds after start")
+    faults.add_argument("--unavailable-for-s", type=float, help="respond with 503 for this many seconds after start")
     faults.add_argument("--token-ttl-s", type=float, help=f"bearer token lifetime in s (default: {DEFAULT_TOKEN_TTL_S:g})")
     faults.add_argument("--stall", action="store_true", default=None, help="hold API calls until stall is set false")
     faults.add_argument("--stall-max-s", type=float, help=f"maximum stall wait before 503, in s (default: {DEFAULT_STALL_MAX_S:g})")

@@ -278,7 +278,7 @@ def test_latency_does_not_delay_control_api(sim: SimulatorProcess) -> None:
     assert time.monotonic() - started < 0.5
 
 
-def test_stall_holds_calls_until_released(sim: SimulatorProcess) -> None:
+def test_stall_delays_calls_until_released(sim: SimulatorProcess) -> None:
     token = login(sim)
     sim.set_faults(stall=True)
     results: list[int] = []
