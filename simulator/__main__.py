@@ -1,4 +1,4 @@
-"""Command line: ``python -m simulator`` or ``carecloud-simulator``.
+"""Command line: ``python -m simulator``.
 
 Prints ``simulator listening on http://HOST:PORT`` to stdout once the server accepts
 connections, so that a parent process can read the port chosen by ``--port 0``.
