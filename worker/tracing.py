@@ -95,8 +95,7 @@ class Tracing:
         exporter = _build_exporter(exporter_name)
         if exporter is None:
             return cls.disabled()
-        # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, which win over this default.
-        provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
+        provider = TracerProvider(resource=Resource.create(_service_attributes(environ)))
         provider.add_span_processor(BatchSpanProcessor(exporter))
         logger.info("tracing on: exporting spans with the %s exporter", exporter_name)
         return cls(provider, owned=True)
@@ -142,6 +141,19 @@ class Tracing:
         """Flush and close the exporter of a provider this object built."""
         if self.provider is not None and self._owned:
             self.provider.shutdown()
+
+
+def _service_attributes(environ: Mapping[str, str]) -> dict[str, str]:
+    """`service.name` from OTEL_SERVICE_NAME, else this worker's name unless OTEL_RESOURCE_ATTRIBUTES sets one.
+
+    The SDK's `Resource.create` adds the rest of OTEL_RESOURCE_ATTRIBUTES itself.
+    """
+    name = environ.get("OTEL_SERVICE_NAME", "").strip()
+    if name:
+        return {"service.name": name}
+    if "service.name=" in environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        return {}
+    return {"service.name": SERVICE_NAME}
 
 
 def _build_exporter(name: str) -> Any | None:
