@@ -10,11 +10,12 @@ the commit loop; `stop()` stops fetching, drains in-flight requests within
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 from typing import Any
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from faststream import FastStream
@@ -139,7 +140,12 @@ class Worker:
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=min(3000, settings.session_timeout_ms // 3),
             listener=_RebalanceListener(self),
+            parser=_parse_without_headers,
             decoder=_raw_records,
+            # The worker publishes its own replies. FastStream's automatic
+            # response would send the handler's None to the first record's
+            # `reply_to`, and block the consumer on a topic that does not exist.
+            no_reply=True,
             title="card-lookup.requests",
             description="Card lookup requests. Each record is one request; replies go to its `reply_to` header's topic or the reply topic.",
         )
@@ -309,6 +315,18 @@ class _RebalanceListener(ConsumerRebalanceListener):
 
 def _format_partitions(partitions: set[TopicPartition]) -> str:
     return ", ".join(f"{p.topic}[{p.partition}]" for p in sorted(partitions)) or "none"
+
+
+async def _parse_without_headers(records: tuple[ConsumerRecord, ...], original_parser: Any) -> Any:
+    """Parse a batch with FastStream's parser, hiding the headers from it.
+
+    FastStream 0.7.8 decodes every header as UTF-8, so one record with a
+    binary header would fail its whole batch. `decode_record` checks the
+    headers per record instead, from the untouched records in `raw_message`.
+    """
+    message = await original_parser(tuple(dataclasses.replace(record, headers=()) for record in records))
+    message.raw_message = records
+    return message
 
 
 async def _raw_records(message: Any) -> Any:
