@@ -39,7 +39,7 @@ POLL_TIMEOUT_MS = 1000
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Copy dead-letter records back to the request topic.")
-    parser.add_argument("--max-records", type=int, required=True, help="most records to replay in this run")
+    parser.add_argument("--max-records", type=int, required=True, help="maximum number of records to replay in this run")
     parser.add_argument("--dry-run", action="store_true", help="list the records without producing or committing")
     parser.add_argument("--from-topic", help="dead-letter topic to read (default: CARD_LOOKUP_DLQ_TOPIC)")
     parser.add_argument("--to-topic", help="topic to write to (default: CARD_LOOKUP_REQUEST_TOPIC)")

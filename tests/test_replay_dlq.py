@@ -37,7 +37,7 @@ async def _fill_dlq(topics: Topics) -> None:
         await sender.flush()
 
 
-async def test_replay_copies_records_without_dlq_headers():
+async def test_replay_copies_records_without_dlq_headers(kafka):
     topics = Topics.unique("replay")
     await topics.create(partitions=1)
     await _fill_dlq(topics)
@@ -61,7 +61,7 @@ async def test_replay_copies_records_without_dlq_headers():
         assert requests.records[2].key == b"key-2"
 
 
-async def test_replay_dry_run_sends_nothing():
+async def test_replay_dry_run_sends_nothing(kafka):
     topics = Topics.unique("replay-dry")
     await topics.create(partitions=1)
     await _fill_dlq(topics)

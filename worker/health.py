@@ -31,9 +31,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 logger = logging.getLogger(__name__)
 
-# A consumer whose unpaused partitions saw no fetch response for this long has
-# lost the broker; aiokafka fetches every partition at least every
-# `fetch_max_wait_ms` (500 ms by default) while it is connected.
+# A consumer whose unpaused partitions got no fetch response for this long has
+# lost the broker. While connected, aiokafka fetches every unpaused partition
+# at least every `fetch_max_wait_ms` (500 ms by default).
 KAFKA_FETCH_STALE_S = 30.0
 # Failed API calls do not fail readiness while a call succeeded this recently.
 API_SUCCESS_RECENT_S = 60.0
@@ -95,9 +95,9 @@ class HealthServer:
             writer.write(_encode(response, head_only=head_only))
             await writer.drain()
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, _HeadersTooLong):
-            pass  # the client went away, sent too little or too much: nothing to answer
+            pass  # the client closed the connection or sent an incomplete or oversized request
         except Exception:
-            logger.exception("the health and metrics server failed to answer a request")
+            logger.exception("the health and metrics server failed to respond to a request")
         finally:
             writer.close()
             try:
@@ -178,7 +178,7 @@ def consumer_connected(consumer: Any, *, joined_at: float | None, now: float | N
 def api_reachable(
     *, last_success_at: float | None, last_failure_at: float | None, paused: bool, now: float
 ) -> tuple[bool, str]:
-    """Check that the API answered lately or is in a known backoff; times are on the client's clock."""
+    """Check that an API call succeeded lately or the limiter is in a known backoff; times are on the client's clock."""
     if last_failure_at is None:
         return True, "no failed call" if last_success_at is not None else "no call made yet"
     if last_success_at is not None and last_success_at >= last_failure_at:
@@ -202,7 +202,7 @@ class HealthRoutes:
         return {"/health/live": self.live, "/health/ready": self.ready, "/metrics": self.metrics}
 
     async def live(self) -> Response:
-        # Answering at all proves the event loop runs; the lag says whether it keeps up.
+        # This handler running proves the event loop runs, and the lag shows whether it keeps up.
         lag_s = self._loop_lag.lag_s
         if lag_s > LOOP_LAG_LIMIT_S:
             return Response.json(503, {"status": "failed", "loop_lag_s": round(lag_s, 3)})

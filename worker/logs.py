@@ -63,7 +63,7 @@ def _mask_token(match: re.Match[str]) -> str:
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
-    """The fields a log call added with `extra=`, in the order it added them."""
+    """Return the fields a log call added with `extra=`, in the order it added them."""
     return {key: value for key, value in record.__dict__.items() if key not in _STANDARD_ATTRIBUTES}
 
 

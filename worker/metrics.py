@@ -31,9 +31,9 @@ PREFIX = "card_lookup"
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
-# `AIOKafkaConsumer.position()` only waits when a partition has no position yet
-# (just assigned, offsets being reset); a scrape skips such a partition rather
-# than wait this long.
+# `AIOKafkaConsumer.position()` waits only when a partition has no position yet
+# (just assigned, or offsets being reset). A scrape skips such a partition
+# after this many seconds.
 POSITION_TIMEOUT_S = 0.2
 
 

@@ -19,7 +19,7 @@ the reply is published inside it: the reply's `traceparent` header then
 belongs to the request's trace.
 
 Without `opentelemetry-sdk` installed the worker runs with tracing off and
-says so in one warning; `otlp` also needs `opentelemetry-exporter-otlp-proto-http`.
+logs one warning; `otlp` also needs `opentelemetry-exporter-otlp-proto-http`.
 """
 
 from __future__ import annotations
