@@ -32,8 +32,10 @@ COPY schemas ./schemas
 # The dependencies are installed at the versions pinned in pyproject.toml.
 # pip compiles the installed modules to bytecode here, because the runtime
 # root filesystem is read-only and Python could not write that cache later.
+# The otlp extra adds the OTLP trace exporter; tracing stays off unless the
+# OTEL_* variables turn it on.
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
- && python -m pip --python /opt/venv/bin/python install /wheels/*.whl
+ && python -m pip --python /opt/venv/bin/python install "$(ls /wheels/*.whl)[otlp]"
 
 
 FROM ${PYTHON_IMAGE} AS runtime
