@@ -13,3 +13,6 @@ class DeadLetterHeaders:
     SOURCE_PARTITION = "x-dlq-source-partition"
     SOURCE_OFFSET = "x-dlq-source-offset"
     FAILED_AT = "x-dlq-failed-at"
+    # Set to "true" when the original record had no correlation_id header:
+    # the producer adds a generated one, which a replay must drop again.
+    NO_CORRELATION_ID = "x-dlq-no-correlation-id"

@@ -29,12 +29,24 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 from aiokafka.errors import KafkaError  # noqa: E402
 from aiokafka.structs import OffsetAndMetadata  # noqa: E402
 
+from schemas.dead_letter import DeadLetterHeaders  # noqa: E402
 from worker.kafka import admin_options  # noqa: E402
 from worker.logs import redact  # noqa: E402
 from worker.settings import SettingsError, load_settings  # noqa: E402
 
 DLQ_HEADER_PREFIX = "x-dlq-"
 POLL_TIMEOUT_MS = 1000
+
+
+def replay_headers(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]) -> list[tuple[str, bytes]]:
+    """Restore the original headers: drop `x-dlq-*`, and the correlation id the producer generated."""
+    names = {name.lower() for name, _ in headers}
+    generated_correlation_id = DeadLetterHeaders.NO_CORRELATION_ID in names
+    return [
+        (name, value)
+        for name, value in headers
+        if not name.lower().startswith(DLQ_HEADER_PREFIX) and not (generated_correlation_id and name == "correlation_id")
+    ]
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -95,7 +107,7 @@ async def _copy(
             for record in records:
                 if record.offset >= ends[partition] or count >= arguments.max_records:
                     break
-                headers = [(name, value) for name, value in record.headers if not name.lower().startswith(DLQ_HEADER_PREFIX)]
+                headers = replay_headers(record.headers)
                 reason = dict(record.headers).get("x-dlq-reason", b"").decode("utf-8", "replace")
                 print(f"{partition.topic}[{partition.partition}]@{record.offset}: {redact(reason) or 'no reason recorded'}")
                 if not arguments.dry_run:

@@ -91,3 +91,17 @@ async def test_replay_missing_topic_fails_clearly(kafka):
     result = run_replay(topics, "--max-records", "1")
     assert result.returncode == 1
     assert f"the topic {topics.dlq!r} does not exist" in result.stderr
+
+
+def test_replay_drops_generated_correlation_id():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("replay_dlq", ROOT / "scripts" / "replay_dlq.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    replay_headers = module.replay_headers
+
+    generated = [("correlation_id", b"made-up"), ("x-dlq-no-correlation-id", b"true"), ("x-dlq-reason", b"bad"), ("trace", b"1")]
+    assert replay_headers(generated) == [("trace", b"1")]
+    original = [("correlation_id", b"from-requester"), ("x-dlq-reason", b"bad")]
+    assert replay_headers(original) == [("correlation_id", b"from-requester")]

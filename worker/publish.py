@@ -87,6 +87,8 @@ class Publisher:
         source_offset: int,
     ) -> None:
         dlq_headers = {name: raw.decode("utf-8", "replace") for name, raw in headers or () if raw is not None}
+        if "correlation_id" not in dlq_headers:
+            dlq_headers[DeadLetterHeaders.NO_CORRELATION_ID] = "true"
         dlq_headers.update(
             {
                 DeadLetterHeaders.REASON: _header_text(reason),
