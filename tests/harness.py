@@ -58,8 +58,8 @@ def stop_kafka() -> None:
     subprocess.run([str(KAFKA_SCRIPT), "stop"], check=True, timeout=120)
 
 
-async def create_topics(names: Iterable[str], *, partitions: int = 3) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers())
+async def create_topics(names: Iterable[str], *, partitions: int = 3, bootstrap: str | None = None) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap or bootstrap_servers())
     await admin.start()
     try:
         for name in names:
@@ -88,12 +88,12 @@ class Topics:
             group=f"group.{suffix}",
         )
 
-    async def create(self, *, partitions: int = 3) -> None:
-        await create_topics([self.requests, self.replies, self.dlq], partitions=partitions)
+    async def create(self, *, partitions: int = 3, bootstrap: str | None = None) -> None:
+        await create_topics([self.requests, self.replies, self.dlq], partitions=partitions, bootstrap=bootstrap)
 
-    def worker_env(self) -> dict[str, str]:
+    def worker_env(self, bootstrap: str | None = None) -> dict[str, str]:
         return {
-            "CARD_LOOKUP_KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers(),
+            "CARD_LOOKUP_KAFKA_BOOTSTRAP_SERVERS": bootstrap or bootstrap_servers(),
             "CARD_LOOKUP_REQUEST_TOPIC": self.requests,
             "CARD_LOOKUP_REPLY_TOPIC": self.replies,
             "CARD_LOOKUP_DLQ_TOPIC": self.dlq,
@@ -117,9 +117,9 @@ def lookup_request(request_id: str, card_numbers: list[Any], **fields: Any) -> b
 class RequestSender:
     """An idempotent producer for test requests."""
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: str, *, bootstrap: str | None = None) -> None:
         self.topic = topic
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(), enable_idempotence=True, linger_ms=5)
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap or bootstrap_servers(), enable_idempotence=True, linger_ms=5)
 
     async def __aenter__(self) -> RequestSender:
         await self._producer.start()
@@ -170,11 +170,12 @@ class ReplyCollector:
     topic: str
     by_request_id: dict[str, list[Received]] = field(default_factory=dict)
     records: list[Received] = field(default_factory=list)
+    bootstrap: str | None = None
 
     async def __aenter__(self) -> ReplyCollector:
         self._consumer = AIOKafkaConsumer(
             self.topic,
-            bootstrap_servers=bootstrap_servers(),
+            bootstrap_servers=self.bootstrap or bootstrap_servers(),
             group_id=None,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -200,9 +201,10 @@ class ReplyCollector:
                 self.records.append(received)
                 try:
                     request_id = json.loads(received.value).get("request_id")
-                except (ValueError, AttributeError):
+                except (ValueError, AttributeError, RecursionError):
                     request_id = None
-                if request_id is not None:
+                # Poison records may carry any JSON as request_id; only strings are ids.
+                if isinstance(request_id, str):
                     self.by_request_id.setdefault(request_id, []).append(received)
                 count += 1
         return count
@@ -231,9 +233,9 @@ class ReplyCollector:
         return self.by_request_id[request_id][0].json()
 
 
-async def committed_offsets(group: str, topic: str, partitions: int) -> dict[int, int]:
+async def committed_offsets(group: str, topic: str, partitions: int, *, bootstrap: str | None = None) -> dict[int, int]:
     """The group's committed offset per partition (-1 when none)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(), group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap or bootstrap_servers(), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         result = {}
@@ -245,8 +247,8 @@ async def committed_offsets(group: str, topic: str, partitions: int) -> dict[int
         await consumer.stop()
 
 
-async def end_offsets(topic: str, partitions: int) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(), group_id=None)
+async def end_offsets(topic: str, partitions: int, *, bootstrap: str | None = None) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap or bootstrap_servers(), group_id=None)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, partition) for partition in range(partitions)]
