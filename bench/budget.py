@@ -1,7 +1,7 @@
-"""Budget use: how much of a rate-limited API's budget the worker turns into answered cards.
+"""Budget use: how much of a rate-limited API's budget the worker turns into cards in replies.
 
 The simulator allows `RATE_PER_S` calls per second (burst `SIMULATOR_BURST`,
-429 with Retry-After above it) and answers after `LATENCY_MS`. The best any
+429 with Retry-After above it) and responds after `LATENCY_MS`. The best any
 client can do is RATE_PER_S x BATCH_MAX_CARDS cards per second. Two worker
 modes are measured, each on a fresh worker: the rate configured
 (CARD_LOOKUP_API_RATE_LIMIT_PER_S = RATE_PER_S) and adaptive (no rate set, the

@@ -1,7 +1,7 @@
 """API efficiency: GET /cards calls per 1,000 card lookups, batched worker against a naive one.
 
 A backlog of requests (1-5 cards each, Zipf-like popularity over a pool of
-generated cards) is answered by the worker and then, from the same request
+generated cards) is looked up by the worker and then, from the same request
 topic under another consumer group, by `bench.naive_worker`, which calls the
 API once per card number. The naive worker answers only the first
 `naive_requests` of them (it is about 50 times slower); its calls per 1,000

@@ -60,9 +60,9 @@ class Workload:
 def generate_workload(count: int, *, pool_size: int, seed: int, prefix: str, zipf: bool = True) -> Workload:
     """Build `count` requests of 1-5 distinct cards drawn from generated cards 0..pool_size-1.
 
-    With `zipf`, card k has weight 1/(k+1)**ZIPF_EXPONENT, so a few cards are
-    asked for often, as a popular store's cards would be; otherwise every card
-    is equally likely and repeats are rare when the pool is large.
+    With `zipf`, card k has weight 1/(k+1)**ZIPF_EXPONENT, so a few popular
+    cards make up many lookups. Without it every card is equally likely, so
+    repeats are rare when the pool is large.
     """
     rng = random.Random(seed)
     cumulative = list(itertools.accumulate(1 / (rank + 1) ** ZIPF_EXPONENT for rank in range(pool_size))) if zipf else None
@@ -205,7 +205,7 @@ def _top_level_status(value: bytes) -> str:
 
 
 def latencies_ms(replies: dict[str, Reply], sent_at_ms: dict[str, float]) -> list[float]:
-    """Request-to-reply latency of every answered request sent by this producer, sorted."""
+    """Return the sorted request-to-reply latencies of the replied requests this producer sent."""
     return sorted(replies[request_id].timestamp_ms - sent for request_id, sent in sent_at_ms.items() if request_id in replies)
 
 

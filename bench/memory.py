@@ -1,7 +1,7 @@
 """Memory: peak RSS of the worker with a large backlog and a throttled API, against its idle RSS.
 
 The simulator allows `RATE_PER_S` calls per second with `LATENCY_MS` latency,
-so the worker answers far slower than the backlog arrives. It holds at most
+so the worker replies far slower than the backlog arrives. It keeps at most
 CARD_LOOKUP_MAX_IN_FLIGHT_REQUESTS requests and pauses its partitions when
 full, so its memory should depend on that bound, not on the backlog. A second
 worker, in another consumer group on the same backlog, runs with a bound ten

@@ -1,7 +1,7 @@
 """Worker overhead: requests per second end to end against a raw aiokafka loop on the same records.
 
-The simulator answers at once and without a rate limit, so the API is not the
-bottleneck. The worker answers a backlog; then `bench.raw_loop` consumes the
+The simulator responds at once and without a rate limit, so the API is not the
+bottleneck. The worker replies to a backlog; then `bench.raw_loop` consumes the
 same request topic under another consumer group and produces a fixed small
 reply per record, which is the ceiling of Kafka plus aiokafka on this machine.
 """

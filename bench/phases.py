@@ -1,4 +1,4 @@
-"""Steps several benchmarks share: answer a backlog, answer a paced load, read API counters."""
+"""Steps several benchmarks share: reply to a backlog or a paced load, and read API counters."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class ApiCounts:
 
 @dataclass
 class Phase:
-    """What one load phase measured."""
+    """Figures of one load phase: replies, throughput, latencies and API calls."""
 
     workload: Workload
     answered: int

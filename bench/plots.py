@@ -57,7 +57,7 @@ def _latency_percentiles(plots: dict[str, Any], path: Path) -> str:
     for key, color in (("p50", "tab:blue"), ("p95", "tab:orange"), ("p99", "tab:red")):
         axes.plot(offered, [point[key] for point in points], marker="o", color=color, label=key)
     if plots.get("expected_ms"):
-        axes.axhline(plots["expected_ms"], linestyle=":", color="grey", label=f"linger + API call ({plots['expected_ms']:g} ms)")
+        axes.axhline(plots["expected_ms"], linestyle=":", color="grey", label=f"expected at low load ({plots['expected_ms']:.0f} ms)")
     axes.axvline(plots["capacity"], linestyle="--", color="grey", alpha=0.6, label="capacity on a backlog")
     axes.set_yscale("log")
     axes.set_xlabel("offered load (requests/s)")

@@ -36,7 +36,7 @@ class Table:
 
 @dataclass
 class Result:
-    """What one benchmark measured: its tables and the series its plots need."""
+    """Outcome of one benchmark: its tables and the series its plots need."""
 
     name: str
     tables: list[Table]

@@ -1,7 +1,7 @@
 """Scale-out: one, two and four worker replicas in one consumer group sharing one API budget.
 
 The simulator allows `RATE_PER_S` calls per second (burst `SIMULATOR_BURST`)
-with `LATENCY_MS` latency, so more replicas cannot answer more cards than
+with `LATENCY_MS` latency, so more replicas cannot look up more cards than
 RATE_PER_S x BATCH_MAX_CARDS per second; what can change is how many calls
 are wasted on 429s. Each replica count runs in two modes: adaptive (no rate
 set, each replica learns its own rate from 429s) and the budget split evenly
@@ -98,7 +98,7 @@ async def _measure(stack: Stack, simulator: SimulatorProcess, topics: Topics, wo
     async with ReplyLog(topics.replies) as replies:
         workers = await stack.start_workers(replicas, topics, simulator, env)
         # The backlog goes in only once the group is stable, so the first
-        # replica cannot answer it alone while the others join.
+        # replica cannot take all of it while the others join.
         await _wait_for_assignment(workers, topics.requests)
         async with RequestProducer(topics.requests) as producer:
             await producer.send_all(workload.requests)

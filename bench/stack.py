@@ -31,7 +31,7 @@ READY_TIMEOUT_S = 60.0
 READY_POLL_S = 0.1
 STOP_TIMEOUT_S = 15.0
 WORKER_READY_LINE = "worker running"
-# Benchmarks stop workers while a throttled API still holds requests; a short
+# Benchmarks stop workers while a throttled API still delays requests, and a short
 # drain keeps that stop quick.
 WORKER_SHUTDOWN_TIMEOUT_S = "3"
 
