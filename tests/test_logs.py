@@ -127,6 +127,15 @@ def test_repeat_filter_passes_errors():
     assert all(repeat.filter(record) for record in records)
 
 
+def test_repeat_filter_limits_aiokafka_errors():
+    repeat = RepeatFilter(burst=2, window_s=10.0, clock=lambda: 0.0)
+    records = [
+        logging.LogRecord("aiokafka.conn", logging.ERROR, __file__, 1, "Unable connect to %r: %r", ("node", "refused"), None)
+        for _ in range(5)
+    ]
+    assert [repeat.filter(record) for record in records] == [True, True, False, False, False]
+
+
 # --- A whole run -------------------------------------------------------------
 
 

@@ -84,8 +84,14 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# aiokafka logs every failed connection attempt at ERROR, in a tight loop
+# while a broker is down (thousands of lines per outage with aiokafka 0.14),
+# so its errors are rate-limited like warnings.
+NOISY_ERROR_LOGGERS = ("aiokafka",)
+
+
 class RepeatFilter(logging.Filter):
-    """Rate-limits repeated warnings: `burst` per `window_s` for each logger and message template."""
+    """Rate-limits repeated warnings (and noisy libraries' errors): `burst` per `window_s` per logger and template."""
 
     def __init__(
         self,
@@ -102,7 +108,8 @@ class RepeatFilter(logging.Filter):
         self._windows: dict[tuple[str, str], list[float]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.WARNING:
+        noisy_error = record.levelno == logging.ERROR and record.name.startswith(NOISY_ERROR_LOGGERS)
+        if record.levelno != logging.WARNING and not noisy_error:
             return True
         key = (record.name, str(record.msg))
         now = self._clock()
