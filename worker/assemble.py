@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -9,7 +10,6 @@ from zoneinfo import ZoneInfo
 from schemas.carecloud import ApiCard
 from schemas.replies import Card, CardResult, CardStatus, ErrorInfo, ErrorKind, LookupReply, ReplyStatus
 from worker.batch import CardOutcome
-from worker.carecloud import API_DATETIME_FORMAT
 from worker.decode import Rejection, Request
 
 DEADLINE_MESSAGE = "the request's deadline passed before this card was answered; retry with a longer deadline_ms"
@@ -78,14 +78,15 @@ def _card_result(number: str, outcome: CardOutcome | None, timezone: ZoneInfo, n
     return CardResult(card_number=number, status=CardStatus.FOUND, card=enrich_card(outcome.card, timezone, now))
 
 
+@functools.lru_cache(maxsize=65536)
 def _parse_api_datetime(value: str | None, timezone: ZoneInfo) -> datetime | None:
     # The API documents `YYYY-MM-DD HH:MM:SS` and accepts ISO-8601 with a `T`
-    # on input, so both are read; either is local to the project's zone.
+    # on input, so both are read; either is local to the project's zone. The
+    # same bounds recur across cards and replies, hence the cache.
     if not value:
         return None
-    for text in (value, value.replace("T", " ", 1)):
-        try:
-            return datetime.strptime(text[:19], API_DATETIME_FORMAT).replace(tzinfo=timezone)
-        except ValueError:
-            continue
-    return None
+    try:
+        parsed = datetime.fromisoformat(value[:19])
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=timezone)
