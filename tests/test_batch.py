@@ -150,3 +150,18 @@ async def test_due_batch_keeps_filling_while_no_capacity():
     for futures in later:
         await results(futures)
     assert [len(numbers) for numbers, _ in source.calls] == [1, 10]
+
+
+async def test_close_fails_queued_batches_without_calling():
+    source = RecordingSource()
+    source.release.clear()
+    batcher = make_batcher(source, max_cards=1, capacity=0)
+    futures = batcher.lookup(["A", "B", "C"], secondary=False, deadline=FAR_DEADLINE)
+    await asyncio.sleep(0.02)
+    assert len(source.calls) == 1
+
+    await batcher.close(timeout_s=1.0)
+    assert len(source.calls) == 1, "close started calls nobody waits for"
+    for number in ("B", "C"):
+        assert futures[number].result().error.kind is ErrorKind.UNAVAILABLE
+    assert batcher.running_calls == 0

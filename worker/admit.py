@@ -23,6 +23,7 @@ class Admission:
         self.in_flight = 0
         self.paused = False
         self.pauses_total = 0
+        self._closed = False
 
     def admit(self) -> None:
         self.in_flight += 1
@@ -31,8 +32,13 @@ class Admission:
 
     def release(self) -> None:
         self.in_flight -= 1
-        if self.paused and self.in_flight <= self._resume_at:
+        if self.paused and not self._closed and self.in_flight <= self._resume_at:
             self._resume()
+
+    def close(self) -> None:
+        """Pause every partition for good: the worker is stopping and takes no more records."""
+        self._closed = True
+        self._pause()
 
     def on_assigned(self) -> None:
         """Pause newly assigned partitions too while the worker is full."""

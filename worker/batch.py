@@ -119,14 +119,25 @@ class Batcher:
         self._dispatch()
         return futures
 
-    async def close(self) -> None:
-        """Start every queued batch and wait for the running calls to end."""
-        for batch in list(self._open.values()):
-            self._close(batch)
-        while self._closed or self._running:
-            self._dispatch(ignore_capacity=True)
-            if self._running:
-                await asyncio.wait(set(self._running))
+    async def close(self, timeout_s: float = 1.0) -> None:
+        """Fail every queued batch, cancel the running calls, and wait at most `timeout_s` for them.
+
+        Called after the requests were drained: nobody waits for these
+        results any more, so no new call is spent on them.
+        """
+        stopping = LookupFailed(ErrorKind.UNAVAILABLE, "the worker stopped before this card was looked up", 0)
+        for batch in [*self._open.values(), *self._closed]:
+            self._resolve(batch, lambda _number: CardOutcome(error=stopping))
+        self._open.clear()
+        self._closed.clear()
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
+        running = set(self._running)
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=timeout_s)
 
     # --- Building batches --------------------------------------------------
 
