@@ -187,7 +187,7 @@ class DataStore:
         if not isinstance(raw, dict):
             raise DataError(f"{where} must be an object")
 
-        card_number = _require_string(raw, "card_number", where)
+        _require_string(raw, "card_number", where)
         card_type_id = _require_string(raw, "card_type_id", where)
         if card_type_id not in self.card_types_by_id:
             raise DataError(f"{where}: card_type_id {card_type_id!r} is not one of the card_types")

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
 
-from simulator.testing import SimulatorProcess
-from tests.harness import ReplyCollector, RequestSender, Topics, wait_until
+from tests.harness import ReplyCollector, RequestSender, wait_until
+from tests.serving import serving_worker
 from worker.health import (
     API_SUCCESS_RECENT_S,
     KAFKA_FETCH_STALE_S,
@@ -20,24 +18,7 @@ from worker.health import (
     api_reachable,
     consumer_connected,
 )
-from worker.runtime import State, Worker
-from worker.settings import load_settings
-
-
-@contextlib.asynccontextmanager
-async def running_worker(topics: Topics, simulator: SimulatorProcess, **overrides: Any) -> AsyncIterator[tuple[Worker, str]]:
-    """An in-process worker serving health and metrics on a free port; yields it and its base URL."""
-    settings = load_settings(
-        **topics.settings_overrides(), api_base_url=simulator.base_url, http_host="127.0.0.1", http_port=0, **overrides
-    )
-    worker = Worker(settings, ephemeral_http_port=True)
-    app = worker.create_app()
-    await app.start()
-    try:
-        yield worker, f"http://127.0.0.1:{worker.observability.http_port}"
-    finally:
-        await app.stop()
-
+from worker.runtime import State
 
 # --- The server on its own ---------------------------------------------------
 
@@ -186,7 +167,7 @@ def test_consumer_recent_fetch_ready():
 
 @pytest.mark.kafka
 async def test_worker_live_and_ready(topics, simulator):
-    async with running_worker(topics, simulator) as (worker, base_url), httpx.AsyncClient(base_url=base_url) as client:
+    async with serving_worker(topics, simulator) as (worker, base_url), httpx.AsyncClient(base_url=base_url) as client:
         live = await client.get("/health/live")
         assert live.status_code == 200
         assert live.json()["status"] == "ok"
@@ -202,7 +183,7 @@ async def test_worker_live_and_ready(topics, simulator):
 async def test_worker_unready_when_api_down(topics, simulator, monkeypatch):
     # With no grace window, one failed call after the last success fails the api check.
     monkeypatch.setattr("worker.health.API_SUCCESS_RECENT_S", 0.0)
-    async with running_worker(topics, simulator, api_max_attempts=1) as (worker, base_url):
+    async with serving_worker(topics, simulator, api_max_attempts=1) as (worker, base_url):
         async with httpx.AsyncClient(base_url=base_url) as client, RequestSender(topics.requests) as sender:
             async with ReplyCollector(topics.replies) as replies:
                 await sender.send_requests([("api-up", ["1000000000016"])])
@@ -228,7 +209,7 @@ async def test_worker_unready_when_api_down(topics, simulator, monkeypatch):
 
 @pytest.mark.kafka
 async def test_worker_unready_while_draining(topics, simulator):
-    async with running_worker(topics, simulator) as (worker, base_url), httpx.AsyncClient(base_url=base_url) as client:
+    async with serving_worker(topics, simulator) as (worker, base_url), httpx.AsyncClient(base_url=base_url) as client:
         assert await wait_until(lambda: _status(client, "/health/ready", 200), timeout_s=30)
         simulator.set_faults(latency_ms=1500)
         async with RequestSender(topics.requests) as sender:

@@ -13,7 +13,7 @@ import pytest
 
 from simulator.data import generated_card_number
 from simulator.testing import SimulatorProcess
-from tests.harness import ReplyCollector, RequestSender, Topics, WorkerProcess, lookup_request
+from tests.harness import ReplyCollector, RequestSender, Topics, WorkerProcess
 
 pytestmark = pytest.mark.kafka
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from simulator.testing import SimulatorProcess
-from tests.harness import ReplyCollector, RequestSender, lookup_request, wait_until
+from tests.harness import ReplyCollector, RequestSender, wait_until
 from worker.logs import RedactingFilter, RepeatFilter, build_handler, configure_logging, redact
 from worker.runtime import Worker
 from worker.settings import LogFormat, load_settings

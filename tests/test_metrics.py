@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from simulator.testing import SimulatorProcess
-from tests.harness import ReplyCollector, RequestSender, Topics, lookup_request, wait_until
+from tests.harness import ReplyCollector, RequestSender, lookup_request, wait_until
+from tests.serving import serving_worker
 from worker.limit import LimiterState
 from worker.metrics import Metrics, RuntimeSources
-from worker.runtime import Worker
-from worker.settings import load_settings
 
 REPLY_TIMEOUT_S = 30.0
-
-
-@contextlib.asynccontextmanager
-async def running_worker(topics: Topics, simulator: SimulatorProcess, **overrides: Any) -> AsyncIterator[tuple[Worker, str]]:
-    settings = load_settings(
-        **topics.settings_overrides(), api_base_url=simulator.base_url, http_host="127.0.0.1", http_port=0, **overrides
-    )
-    worker = Worker(settings, ephemeral_http_port=True)
-    app = worker.create_app()
-    await app.start()
-    try:
-        yield worker, f"http://127.0.0.1:{worker.observability.http_port}/metrics"
-    finally:
-        await app.stop()
 
 
 def parse_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -59,7 +41,8 @@ async def scrape(url: str) -> dict:
 
 @pytest.mark.kafka
 async def test_metrics_move_with_traffic(topics, simulator):
-    async with running_worker(topics, simulator, batch_linger_ms=20) as (worker, url):
+    async with serving_worker(topics, simulator, batch_linger_ms=20) as (worker, base_url):
+        url = base_url + "/metrics"
         async with RequestSender(topics.requests) as sender, ReplyCollector(topics.replies) as replies, ReplyCollector(topics.dlq) as dlq:
             await sender.send_requests([("m-found", ["1000000000016", "2000000000025"]), ("m-missing", ["9999999999999"])])
             await sender.send(lookup_request("m-invalid", ["1000000000016", 1.5]))
@@ -110,7 +93,8 @@ async def test_metrics_move_with_traffic(topics, simulator):
 
 @pytest.mark.kafka
 async def test_metrics_count_429_and_retries(topics, simulator):
-    async with running_worker(topics, simulator, api_backoff_initial_s=0.05, api_retry_after_max_s=1.0) as (worker, url):
+    async with serving_worker(topics, simulator, api_backoff_initial_s=0.05, api_retry_after_max_s=1.0) as (worker, base_url):
+        url = base_url + "/metrics"
         async with RequestSender(topics.requests) as sender, ReplyCollector(topics.replies) as replies:
             await sender.send_requests([("warm-up", ["1000000000016"])])
             assert not await replies.wait_for(["warm-up"], timeout_s=REPLY_TIMEOUT_S)

@@ -236,7 +236,8 @@ class Batcher:
                 self._on_batch(len(numbers))
             cards = await self._source.get_cards(numbers, secondary=batch.secondary, deadline=batch.deadline)
         except LookupFailed as exc:
-            self._resolve(batch, lambda _number: CardOutcome(error=exc))
+            lookup_failure = exc
+            self._resolve(batch, lambda _number: CardOutcome(error=lookup_failure))
         except Exception as exc:  # noqa: BLE001 - a bug must not leave requests unanswered
             logger.exception("card lookup of %d numbers (%s) failed unexpectedly", len(numbers), mask_card_numbers(numbers))
             failure = LookupFailed(ErrorKind.UNAVAILABLE, f"internal error in the worker: {type(exc).__name__}", 1)

@@ -27,7 +27,7 @@ from schemas.replies import LookupReply
 from schemas.requests import LookupRequest
 from worker.admit import Admission
 from worker.batch import Batcher
-from worker.carecloud import CARDS_PATH, CareCloudClient, card_number_url_bytes, cards_url_length
+from worker.carecloud import CareCloudClient, card_number_url_bytes, cards_url_length
 from worker.commit import Committer
 from worker.connectivity import KafkaProbe, connect_with_backoff
 from worker.kafka import admin_options, broker_security
