@@ -1,4 +1,4 @@
-"""The parts of CareCloud API answers the worker reads.
+"""The parts of CareCloud API responses the worker reads.
 
 The vendor adds optional fields without a version bump, so every model ignores
 unknown fields rather than failing on them.

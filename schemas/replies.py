@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 class ReplyStatus(str, Enum):
     COMPLETE = "complete"  # every card answered found, not_found or invalid
     PARTIAL = "partial"  # some cards ended in `error`
-    REJECTED = "rejected"  # the request itself was invalid; `error` says why
+    REJECTED = "rejected"  # the request itself was invalid, and `error` gives the reason
 
 
 class CardStatus(str, Enum):

@@ -42,7 +42,7 @@ class CardSource(Protocol):
 
 @dataclass(frozen=True)
 class CardOutcome:
-    """What one card number resolved to: a card, not found (`card` None), or an error."""
+    """Outcome of one card number: its card, `card` None when not found, or an error."""
 
     card: ApiCard | None = None
     error: LookupFailed | None = None
@@ -122,8 +122,8 @@ class Batcher:
     async def close(self, timeout_s: float = 1.0) -> None:
         """Fail every queued batch, cancel the running calls, and wait at most `timeout_s` for them.
 
-        Called after the requests were drained: nobody waits for these
-        results any more, so no new call is spent on them.
+        Called after the requests were drained, when no request waits for
+        these results any more, so no new call is spent on them.
         """
         stopping = LookupFailed(ErrorKind.UNAVAILABLE, "the worker stopped before this card was looked up", 0)
         for batch in [*self._open.values(), *self._closed]:
