@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--token-ttl-s", type=float, help=f"bearer token lifetime in s (default: {DEFAULT_TOKEN_TTL_S:g})")
     faults.add_argument("--stall", action="store_true", default=None, help="hold API calls until stall is set false")
     faults.add_argument("--stall-max-s", type=float, help=f"maximum stall wait before 503, in s (default: {DEFAULT_STALL_MAX_S:g})")
+    faults.add_argument(
+        "--cache-max-age-s", type=float, help="send Cache-Control: max-age with GET /cards answers, in s (default: 0, none)"
+    )
     faults.add_argument("--fail-next-status", type=int, help="status for the next --fail-next-count API calls")
     faults.add_argument("--fail-next-count", type=int, default=1, help="calls that get --fail-next-status (default: 1)")
     faults.add_argument("--fail-next-retry-after", help="literal Retry-After value on the forced failures")
@@ -94,6 +97,7 @@ def fault_settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "token_ttl_s",
         "stall",
         "stall_max_s",
+        "cache_max_age_s",
     )
     settings = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.fail_next_status is not None:

@@ -241,7 +241,11 @@ class CareCloudApi:
         matches = store.find_cards(card_query, self.simulator.local_now())
         page = matches[offset : offset + count]
         body = '{"data":{"cards":[' + ",".join(card.json for card in page) + '],"total_items":' + str(len(matches)) + "}}"
-        return Response(body, media_type="application/json")
+        headers = {}
+        max_age = int(self.simulator.faults.cache_max_age_s)
+        if max_age > 0:
+            headers["cache-control"] = f"private, max-age={max_age}"
+        return Response(body, media_type="application/json", headers=headers)
 
     async def get_card_types(self, request: Request, query: list[tuple[str, str]]) -> Response:
         store = self.simulator.store

@@ -35,6 +35,7 @@ DEFAULT_FAULTS: dict[str, Any] = {
     "token_ttl_s": DEFAULT_TOKEN_TTL_S,
     "stall": False,
     "stall_max_s": DEFAULT_STALL_MAX_S,
+    "cache_max_age_s": 0.0,
 }
 
 
@@ -115,6 +116,8 @@ class FaultState:
         self.fail_next: FailNext | None = None
         self.token_ttl_s = DEFAULT_TOKEN_TTL_S
         self.stall_max_s = DEFAULT_STALL_MAX_S
+        # `Cache-Control: max-age` on GET /cards answers; 0 sends no header.
+        self.cache_max_age_s = 0.0
         self._bucket: TokenBucket | None = None
         # Set while calls may proceed. Cleared while the API is stalled.
         self._not_stalled = asyncio.Event()
@@ -153,6 +156,7 @@ class FaultState:
             "token_ttl_s": self.token_ttl_s,
             "stall": self.stall,
             "stall_max_s": self.stall_max_s,
+            "cache_max_age_s": self.cache_max_age_s,
         }
 
     def update(self, changes: Mapping[str, Any]) -> None:
@@ -340,5 +344,6 @@ _FIELD_PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "token_ttl_s": _parse_positive,
     "stall": _parse_bool,
     "stall_max_s": _parse_positive,
+    "cache_max_age_s": _parse_non_negative,
 }
 FAULT_FIELDS = tuple(_FIELD_PARSERS)

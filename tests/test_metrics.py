@@ -151,6 +151,8 @@ def _metrics_with(state: LimiterState) -> Metrics:
             consumer=lambda: _Consumer(),
             publish_retries_total=lambda: 3,
             loop_lag_s=lambda: 0.25,
+            cache_hits_total=lambda: 9,
+            cache_entries=lambda: 4,
         )
     )
     return metrics
@@ -178,6 +180,8 @@ def test_runtime_collector_reads_limiter():
     assert value(samples, "card_lookup_admission_pauses_total") == 2
     assert value(samples, "card_lookup_publish_retries_total") == 3
     assert value(samples, "card_lookup_event_loop_lag_seconds") == 0.25
+    assert value(samples, "card_lookup_cache_hits_total") == 9
+    assert value(samples, "card_lookup_cache_entries") == 4
 
 
 def test_runtime_collector_omits_rate_without_bucket():

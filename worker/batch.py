@@ -26,6 +26,7 @@ from typing import Protocol
 
 from schemas.carecloud import ApiCard
 from schemas.replies import ErrorKind
+from worker.cache import MISSING, CardCache, index_cards
 from worker.errors import LookupFailed
 from worker.masking import mask_card_numbers
 
@@ -72,8 +73,10 @@ class Batcher:
         capacity: Callable[[], int],
         clock: Callable[[], float] = time.monotonic,
         on_batch: Callable[[int], None] | None = None,
+        cache: CardCache | None = None,
     ) -> None:
         self._source = source
+        self._cache = cache
         self._max_cards = max_cards
         self._max_url_bytes = max_url_bytes
         self._linger_s = linger_s
@@ -107,6 +110,13 @@ class Batcher:
         loop = asyncio.get_running_loop()
         futures: dict[str, asyncio.Future[CardOutcome]] = {}
         for number in card_numbers:
+            if self._cache is not None:
+                cached = self._cache.get(secondary, number)
+                if cached is not MISSING:
+                    future = loop.create_future()
+                    future.set_result(CardOutcome(card=cached))  # type: ignore[arg-type]
+                    futures[number] = future
+                    continue
             key = (secondary, number)
             future = self._pending.get(key)
             if future is None:
@@ -243,7 +253,7 @@ class Batcher:
             failure = LookupFailed(ErrorKind.UNAVAILABLE, f"internal error in the worker: {type(exc).__name__}", 1)
             self._resolve(batch, lambda _number: CardOutcome(error=failure))
         else:
-            found = _index_cards(cards, secondary=batch.secondary)
+            found = index_cards(cards, secondary=batch.secondary)
             self._resolve(batch, lambda number: CardOutcome(card=found.get(number)))
 
     def _resolve(self, batch: _Batch, outcome_for: Callable[[str], CardOutcome]) -> None:
@@ -253,13 +263,3 @@ class Batcher:
             key = (batch.secondary, number)
             if self._pending.get(key) is future:
                 del self._pending[key]
-
-
-def _index_cards(cards: Iterable[ApiCard], *, secondary: bool) -> dict[str, ApiCard]:
-    """Map each returned card by the number it was searched by; the first card of a number wins."""
-    index: dict[str, ApiCard] = {}
-    for card in cards:
-        number = card.secondary_card_number if secondary else card.card_number
-        if number is not None and number not in index:
-            index[number] = card
-    return index

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from schemas.carecloud import ApiCard, CardsPage, LoginData
 from schemas.replies import ErrorKind
+from worker.cache import CardCache, index_cards, reusable_for_s
 from worker.errors import LookupFailed
 from worker.limit import DeadlineExceeded, Limiter, Outcome
 from worker.logs import redact
@@ -53,8 +54,11 @@ class CareCloudClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] = asyncio.sleep,
         on_call: Callable[[str, str, float], None] | None = None,
+        cache: CardCache | None = None,
     ) -> None:
         self._settings = settings
+        # Filled from GET /cards answers that carry `Cache-Control: max-age`.
+        self.cache = cache
         # Called after every HTTP call with (endpoint, status, latency_s);
         # status is the HTTP status code, `timeout` or `connection_error`.
         self.on_call = on_call
@@ -104,16 +108,22 @@ class CareCloudClient:
         cards: list[ApiCard] = []
         page_size = len(card_numbers)
         offset = 0
+        reusable_s = math.inf
         while True:
             params = cards_query(card_numbers, secondary=secondary, count=page_size, offset=offset)
-            body = await self._request("GET", CARDS_PATH, params=params, deadline=deadline)
+            body, headers = await self._request_with_headers("GET", CARDS_PATH, params=params, deadline=deadline)
+            reusable_s = min(reusable_s, reusable_for_s(headers.get("Cache-Control"), headers.get("Age")))
             page = _parse(CardsPage, body.get("data"), CARDS_PATH)
             cards.extend(page.cards)
             offset += len(page.cards)
             # An empty page ends the loop even if total_items claims more, so a
             # miscounting server cannot make the worker page forever.
             if not page.cards or offset >= page.total_items:
-                return cards
+                break
+
+        if self.cache is not None:
+            self.cache.store(secondary, card_numbers, index_cards(cards, secondary=secondary), reusable_s)
+        return cards
 
     async def get_card_type(self, card_type_id: str, *, deadline: float | None = None) -> dict[str, Any]:
         body = await self._request("GET", f"{CARD_TYPES_PATH}/{quote(card_type_id, safe='')}", deadline=deadline)
@@ -166,7 +176,11 @@ class CareCloudClient:
 
     # --- One call, with retries --------------------------------------------
 
-    async def _request(
+    async def _request(self, method: str, path: str, **options: Any) -> dict[str, Any]:
+        body, _headers = await self._request_with_headers(method, path, **options)
+        return body
+
+    async def _request_with_headers(
         self,
         method: str,
         path: str,
@@ -175,7 +189,7 @@ class CareCloudClient:
         json: dict[str, Any] | None = None,
         deadline: float | None,
         authenticated: bool = True,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], httpx.Headers]:
         max_attempts = self._settings.api_max_attempts
         attempt = 0
         relogged = False
@@ -190,7 +204,7 @@ class CareCloudClient:
             response, failure = await self._send_once(method, path, params, json, headers, deadline, attempt)
             if response is not None and response.is_success:
                 self.last_success_at = self._clock()
-                return _json_body(response, path)
+                return _json_body(response, path), response.headers
 
             if response is not None and response.status_code == 401 and authenticated and not relogged:
                 # The token expired or was revoked: one shared re-login, one retry.

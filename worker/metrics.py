@@ -109,6 +109,8 @@ class RuntimeSources:
     consumer: Callable[[], Any]
     publish_retries_total: Callable[[], int]
     loop_lag_s: Callable[[], float]
+    cache_hits_total: Callable[[], int]
+    cache_entries: Callable[[], int]
 
 
 class RuntimeCollector(Collector):
@@ -152,6 +154,8 @@ class RuntimeCollector(Collector):
         yield _gauge("admission_paused", "1 while admission pauses every assigned partition (too many requests in flight).", int(sources.admission_paused()))
         yield _counter("admission_pauses", "Times admission paused the assigned partitions.", sources.admission_pauses_total())
         yield _counter("publish_retries", "Retried publishes of replies and dead letters.", sources.publish_retries_total())
+        yield _counter("cache_hits", "Card numbers answered from results the API marked reusable.", sources.cache_hits_total())
+        yield _gauge("cache_entries", "Card numbers held in the result cache.", sources.cache_entries())
         yield _gauge("event_loop_lag_seconds", "How late the event loop ran the last periodic check, in seconds.", sources.loop_lag_s())
         yield from self._consumer_metrics(sources.consumer())
 

@@ -41,6 +41,8 @@ class Observability:
                 consumer=lambda: getattr(worker.subscriber, "consumer", None),
                 publish_retries_total=lambda: worker.publisher.retries_total,
                 loop_lag_s=lambda: self.loop_lag.lag_s,
+                cache_hits_total=lambda: worker.cache.hits,
+                cache_entries=lambda: len(worker.cache),
             )
         )
         worker.broker.add_middleware(faststream_middleware(worker.metrics.registry))

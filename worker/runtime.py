@@ -27,6 +27,7 @@ from schemas.replies import LookupReply
 from schemas.requests import LookupRequest
 from worker.admit import Admission
 from worker.batch import Batcher
+from worker.cache import CardCache
 from worker.carecloud import CareCloudClient, card_number_url_bytes, cards_url_length
 from worker.commit import Committer
 from worker.connectivity import KafkaProbe, connect_with_backoff
@@ -98,7 +99,8 @@ class Worker:
             log_level=logging.DEBUG,
         )
         self.limiter = Limiter.from_settings(settings)
-        self.client = CareCloudClient(settings, self.limiter)
+        self.cache = CardCache()
+        self.client = CareCloudClient(settings, self.limiter, cache=self.cache)
         self.batcher = Batcher(
             self.client,
             max_cards=settings.batch_max_cards,
@@ -108,6 +110,7 @@ class Worker:
             card_number_bytes=card_number_url_bytes,
             capacity=self._free_call_slots,
             on_batch=self.metrics.batch_size.observe,
+            cache=self.cache,
         )
         self.committer = Committer(self._consumer, interval_s=settings.commit_interval_ms / 1000)
         self.admission = Admission(settings.max_in_flight_requests, self._consumer)
