@@ -58,6 +58,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     CARD_LOOKUP_LOG_FORMAT=json \
+    CARD_LOOKUP_HTTP_HOST=0.0.0.0 \
     CARD_LOOKUP_HTTP_PORT=8000
 
 # An empty working directory: the settings loader reads `.env` from here, and

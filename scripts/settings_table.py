@@ -27,17 +27,18 @@ REGENERATE_COMMAND = "python scripts/settings_table.py"
 
 def render_table() -> str:
     """Return the Markdown table: one row per setting, in the order `Settings` declares them."""
-    from worker.settings import ENV_PREFIX, Settings
+    from worker.settings import ENV_PREFIX, Settings, accepted_values
 
     rows = [
-        "| Variable | Default | Description | Secret |",
-        "|---|---|---|---|",
+        "| Variable | Default | Accepted | Description | Secret |",
+        "|---|---|---|---|---|",
     ]
     for name, field in Settings.model_fields.items():
         variable = f"`{ENV_PREFIX}{name.upper()}`"
         secret = "yes" if _is_secret(field.annotation) else "no"
         description = (field.description or "").replace("|", "\\|")
-        rows.append(f"| {variable} | {_format_default(field.default)} | {description} | {secret} |")
+        accepted = accepted_values(name) or "any text"
+        rows.append(f"| {variable} | {_format_default(field.default)} | {accepted} | {description} | {secret} |")
     return "\n".join(rows) + "\n"
 
 

@@ -19,10 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
     [
         ({"project_timezone": "Mars/Olympus"}, "CARD_LOOKUP_PROJECT_TIMEZONE='Mars/Olympus'"),
         ({"batch_max_cards": 1001}, "CARD_LOOKUP_BATCH_MAX_CARDS=1001"),
+        ({"batch_max_cards": 0}, "(accepted: 1 to 1000)"),
+        ({"api_connect_timeout_s": 0}, "(accepted: above 0)"),
+        ({"create_topics": "maybe"}, "(accepted: true or false)"),
         ({"log_format": "xml"}, "'json' or 'text'"),
         ({"api_base_url": "ftp://example"}, "not an http(s) URL"),
-        ({"api_min_concurrency": 9, "api_max_concurrency": 4}, "lower the floor or raise the ceiling"),
-        ({"kafka_security_protocol": "SASL_SSL"}, "needs kafka_sasl_mechanism"),
+        ({"api_min_concurrency": 9, "api_max_concurrency": 4}, "CARD_LOOKUP_API_MIN_CONCURRENCY (9) is above"),
+        ({"kafka_security_protocol": "SASL_SSL"}, "needs CARD_LOOKUP_KAFKA_SASL_MECHANISM"),
     ],
 )
 def test_invalid_setting_named_in_message(overrides, expected):
@@ -49,3 +52,23 @@ def test_worker_exits_with_clear_message_on_bad_setting():
     assert result.returncode == 2
     assert "CARD_LOOKUP_BATCH_LINGER_MS='soon'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_misspelt_variable_reported():
+    from worker.settings import unknown_variables
+
+    environ = {"CARD_LOOKUP_BATCH_MAXCARDS": "5", "CARD_LOOKUP_LOG_LEVEL": "INFO", "CARD_LOOKUP_SECRETS_DIR": "/run", "PATH": "/bin"}
+    assert unknown_variables(environ) == ["CARD_LOOKUP_BATCH_MAXCARDS"]
+
+
+def test_worker_warns_about_misspelt_variable():
+    env = {**os.environ, "CARD_LOOKUP_BATCH_MAXCARDS": "5", "CARD_LOOKUP_LOG_FORMAT": "text", "CARD_LOOKUP_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        first_line = process.stdout.readline()
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    assert "ignoring CARD_LOOKUP_BATCH_MAXCARDS" in first_line

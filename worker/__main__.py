@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 
 from worker.logs import configure_logging
 from worker.runtime import Worker
-from worker.settings import SettingsError, load_settings
+from worker.settings import SettingsError, load_settings, unknown_variables
 
 logger = logging.getLogger("worker")
 
@@ -69,6 +69,8 @@ def main() -> None:
         print(f"card-lookup-worker: {exc}", file=sys.stderr)
         sys.exit(EXIT_SETTINGS)
     configure_logging(settings)
+    for variable in unknown_variables():
+        logger.warning("ignoring %s: no setting has this name; see docs/settings.md for the list", variable)
     try:
         asyncio.run(run(Worker(settings)))
     except KafkaError as exc:

@@ -140,6 +140,7 @@ class Settings(BaseSettings):
     api_base_url: str = Field(
         "http://127.0.0.1:8080/webservice/rest-api/enterprise-interface/v1.0",
         description="Enterprise API base URL, including the version segment.",
+        json_schema_extra={"accepted": "an http:// or https:// URL"},
     )
     api_external_application_id: str = Field(
         "simulator-app",
@@ -151,6 +152,7 @@ class Settings(BaseSettings):
     project_timezone: str = Field(
         "UTC",
         description="IANA time zone of the CareCloud project; the API's datetimes are local to it.",
+        json_schema_extra={"accepted": "an IANA time zone name, such as Europe/Prague or UTC"},
     )
     api_connect_timeout_s: PositiveSeconds = Field(5.0, description="Connect timeout for API calls, in seconds.")
     api_read_timeout_s: PositiveSeconds = Field(15.0, description="Read timeout for API calls, in seconds.")
@@ -203,10 +205,17 @@ class Settings(BaseSettings):
     )
 
     # Operations.
-    http_host: str = Field("0.0.0.0", description="Address of the health and metrics server.")
+    http_host: str = Field(
+        "127.0.0.1",
+        description="Address of the health and metrics server; the image and the chart set 0.0.0.0 so probes and Prometheus reach it.",
+    )
     http_port: int = Field(8000, ge=0, le=65535, description="Port of the health and metrics server; 0 disables it.")
     log_format: LogFormat = Field(LogFormat.JSON, description="`json` for structured logs, `text` for local runs.")
-    log_level: str = Field("INFO", description="Python logging level: DEBUG, INFO, WARNING or ERROR.")
+    log_level: str = Field(
+        "INFO",
+        description="Python logging level: DEBUG, INFO, WARNING or ERROR.",
+        json_schema_extra={"accepted": "DEBUG, INFO, WARNING, ERROR, CRITICAL"},
+    )
 
     @field_validator("project_timezone")
     @classmethod
@@ -238,14 +247,14 @@ class Settings(BaseSettings):
     def _check_combinations(self) -> Settings:
         if self.api_min_concurrency > self.api_max_concurrency:
             raise ValueError(
-                f"api_min_concurrency ({self.api_min_concurrency}) is above "
-                f"api_max_concurrency ({self.api_max_concurrency}); lower the floor or raise the ceiling"
+                f"{ENV_PREFIX}API_MIN_CONCURRENCY ({self.api_min_concurrency}) is above "
+                f"{ENV_PREFIX}API_MAX_CONCURRENCY ({self.api_max_concurrency}); lower the floor or raise the ceiling"
             )
         uses_sasl = self.kafka_security_protocol in (SecurityProtocol.SASL_PLAINTEXT, SecurityProtocol.SASL_SSL)
         if uses_sasl and (self.kafka_sasl_mechanism is None or not self.kafka_sasl_username):
             raise ValueError(
-                f"kafka_security_protocol {self.kafka_security_protocol.value} needs "
-                "kafka_sasl_mechanism, kafka_sasl_username and kafka_sasl_password"
+                f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol.value} needs "
+                f"{ENV_PREFIX}KAFKA_SASL_MECHANISM, {ENV_PREFIX}KAFKA_SASL_USERNAME and {ENV_PREFIX}KAFKA_SASL_PASSWORD"
             )
         return self
 
@@ -270,12 +279,60 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def describe_validation_error(exc: ValidationError) -> str:
+    """Format pydantic's errors as one line per variable, with its value and the accepted values."""
     lines = ["invalid settings:"]
     for error in exc.errors():
-        location = ".".join(str(part) for part in error["loc"]) or "settings"
-        variable = f"{ENV_PREFIX}{location.upper()}" if error["loc"] else "settings"
+        if not error["loc"]:
+            # A check across several settings: its message names the variables.
+            lines.append(f"  {error['msg'].removeprefix('Value error, ')}")
+            continue
+        field = str(error["loc"][0])
         shown = error.get("input")
-        if "password" in location or isinstance(shown, dict):
+        if "password" in field or isinstance(shown, dict):
             shown = "<hidden>"
-        lines.append(f"  {variable}={shown!r}: {error['msg']}")
+        accepted = accepted_values(field)
+        suffix = f" (accepted: {accepted})" if accepted else ""
+        lines.append(f"  {ENV_PREFIX}{field.upper()}={shown!r}: {error['msg']}{suffix}")
     return "\n".join(lines)
+
+
+def accepted_values(field: str) -> str:
+    """Describe the values a setting accepts, from its type and bounds; empty when any string goes."""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return ""
+    if isinstance(info.json_schema_extra, dict) and "accepted" in info.json_schema_extra:
+        return str(info.json_schema_extra["accepted"])
+    annotation = info.annotation
+    members = [
+        member
+        for member in getattr(annotation, "__args__", (annotation,))
+        if isinstance(member, type) and issubclass(member, Enum)
+    ]
+    if members:
+        return ", ".join(item.value for item in members[0])
+    if annotation is bool:
+        return "true or false"
+    minimum = maximum = exclusive_minimum = None
+    for constraint in info.metadata:
+        minimum = getattr(constraint, "ge", minimum)
+        exclusive_minimum = getattr(constraint, "gt", exclusive_minimum)
+        maximum = getattr(constraint, "le", maximum)
+    if exclusive_minimum is not None:
+        lower = f"above {exclusive_minimum}"
+    elif minimum is not None:
+        lower = f"{minimum}"
+    else:
+        lower = None
+    if lower is None:
+        return "" if maximum is None else f"at most {maximum}"
+    if maximum is None:
+        return lower if exclusive_minimum is not None else f"{lower} or more"
+    return f"{lower} to {maximum}"
+
+
+def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
+    """Return `CARD_LOOKUP_*` variables that name no setting: usually a typo that would be ignored silently."""
+    environ = dict(os.environ) if environ is None else environ
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields} | {SECRETS_DIR_VARIABLE}
+    return sorted(name for name in environ if name.upper().startswith(ENV_PREFIX) and name.upper() not in known)
