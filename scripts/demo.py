@@ -11,6 +11,7 @@ import asyncio
 import json
 import sys
 import tempfile
+import textwrap
 import uuid
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tests.harness import ReplyCollector, RequestSender, Topics, WorkerProcess  
 from worker.masking import mask_card_number  # noqa: E402
 
 REPLY_TIMEOUT_S = 60.0
+DETAIL_WIDTH = 60
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -91,12 +93,20 @@ def print_replies(replies: ReplyCollector, request_ids: list[str], run_id: str, 
             continue
         reply = replies.reply(request_id)
         if reply["status"] == "rejected":
-            print(f"{label:<14} {'rejected':<9} {'':<18} {'':<10} {reply['error']['message'][:60]}")
+            print_row(label, "rejected", "", "", reply["error"]["message"])
             continue
         for result in reply["results"]:
             detail = describe(result)
-            print(f"{label:<14} {reply['status']:<9} {show(result['card_number']):<18} {result['status']:<10} {detail}")
+            print_row(label, reply["status"], show(result["card_number"]), result["status"], detail)
             label = ""
+
+
+def print_row(request: str, reply: str, card_number: str, result: str, detail: str) -> None:
+    """Print one table row; a long detail wraps at word boundaries under its own column."""
+    lines = textwrap.wrap(detail, DETAIL_WIDTH) or [""]
+    print(f"{request:<14} {reply:<9} {card_number:<18} {result:<10} {lines[0]}")
+    for line in lines[1:]:
+        print(f"{'':<14} {'':<9} {'':<18} {'':<10} {line}")
 
 
 def describe(result: dict) -> str:
@@ -106,14 +116,15 @@ def describe(result: dict) -> str:
         validity = "valid now" if card["is_valid_now"] else "outside validity"
         return f"{state}, {validity}, type {card['card_type_id'][:8]}"
     if result.get("error"):
-        return result["error"]["message"][:60]
+        return result["error"]["message"]
     return ""
 
 
 def print_dead_letters(dead: ReplyCollector) -> None:
     for record in dead.records:
         reason = record.headers.get("x-dlq-reason", b"").decode()
-        print(f"dead letter: {record.value[:30]!r}: {reason[:80]}")
+        print(f"dead letter: {record.value[:30]!r}:")
+        print(textwrap.indent(textwrap.fill(reason, DETAIL_WIDTH + 20), "    "))
 
 
 def main() -> None:
