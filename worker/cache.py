@@ -1,10 +1,10 @@
 """Card lookup results the API allowed to reuse, for the time its `Cache-Control: max-age` gives.
 
 The API's OpenAPI document specifies no caching headers, so without them
-this cache stays empty and every lookup goes to the API. When a deployment's gateway sends `max-age`,
-a card number answered within that time (found or not found) is answered
-again from here without a call, following the vendor's advice to reuse
-results. Entries are per query shape, since a secondary-number search and a
+this cache stays empty and every lookup goes to the API. When a
+deployment's gateway sends `max-age`, a card number looked up within that
+time (found or not found) gets its result from here without a call,
+following the vendor's advice to reuse results. Entries are per query shape, since a secondary-number search and a
 primary-number search of the same string are different questions.
 """
 

@@ -57,7 +57,7 @@ class CareCloudClient:
         cache: CardCache | None = None,
     ) -> None:
         self._settings = settings
-        # Filled from GET /cards answers that carry `Cache-Control: max-age`.
+        # Filled from GET /cards responses that carry `Cache-Control: max-age`.
         self.cache = cache
         # Called after every HTTP call with (endpoint, status, latency_s);
         # status is the HTTP status code, `timeout` or `connection_error`.
@@ -323,9 +323,9 @@ def _classify(response: httpx.Response | None, path: str) -> tuple[ErrorKind, st
     assert response is not None
     status = response.status_code
     if status == 429:
-        return ErrorKind.RATE_LIMITED, f"the API answered 429 Too Many Requests for {path}"
+        return ErrorKind.RATE_LIMITED, f"the API returned 429 Too Many Requests for {path}"
     if status in _UNAVAILABLE_STATUSES:
-        return ErrorKind.UNAVAILABLE, f"the API answered {status} for {path}"
+        return ErrorKind.UNAVAILABLE, f"the API returned {status} for {path}"
     return ErrorKind.REJECTED, f"the API rejected {path} with {status}: {_error_reason(response)}"
 
 
@@ -348,9 +348,9 @@ def _json_body(response: httpx.Response, path: str) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError as exc:
-        raise LookupFailed(ErrorKind.REJECTED, f"the API answered {path} with a body that is not JSON", 1) from exc
+        raise LookupFailed(ErrorKind.REJECTED, f"the API returned a body that is not JSON for {path}", 1) from exc
     if not isinstance(body, dict):
-        raise LookupFailed(ErrorKind.REJECTED, f"the API answered {path} with JSON that is not an object", 1)
+        raise LookupFailed(ErrorKind.REJECTED, f"the API returned JSON that is not an object for {path}", 1)
     return body
 
 
@@ -359,7 +359,7 @@ def _parse(model: type, data: object, path: str) -> Any:
         return model.model_validate(data)
     except ValidationError as exc:
         raise LookupFailed(
-            ErrorKind.REJECTED, f"the API's answer to {path} does not match the documented schema: {exc.error_count()} error(s)", 1
+            ErrorKind.REJECTED, f"the API's response to {path} does not match the documented schema: {exc.error_count()} error(s)", 1
         ) from exc
 
 
@@ -373,11 +373,11 @@ def endpoint_label(method: str, path: str) -> str:
 def _log_call(method: str, path: str, response: httpx.Response, latency_s: float, attempt: int) -> None:
     endpoint = endpoint_label(method, path)
     if response.is_success:
-        logger.info("%s answered %d in %.3fs", endpoint, response.status_code, latency_s,
+        logger.info("%s returned %d in %.3fs", endpoint, response.status_code, latency_s,
                     extra={"endpoint": endpoint, "status": response.status_code, "duration_s": round(latency_s, 4), "attempt": attempt})
         return
     logger.warning(
-        "%s answered %d in %.3fs (attempt %d): %s",
+        "%s returned %d in %.3fs (attempt %d): %s",
         endpoint,
         response.status_code,
         latency_s,

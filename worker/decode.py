@@ -123,7 +123,7 @@ def decode_record(
     request_id = raw_request_id if isinstance(raw_request_id, str) and raw_request_id else correlation_id
     if request_id is not None and not _encodable(request_id):
         # JSON may escape a lone surrogate ("\\ud800"); such an id cannot be
-        # written back into a UTF-8 reply, so there is nobody to answer.
+        # written back into a UTF-8 reply, so no reply can carry it.
         return DeadLetter("the request_id contains a lone UTF-16 surrogate escape; send it as valid Unicode text")
 
     try:

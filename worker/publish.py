@@ -32,7 +32,7 @@ JSON_CONTENT_TYPE = "application/json"
 RETRY_INITIAL_S = 0.1
 RETRY_MAX_S = 5.0
 TOPIC_CACHE_S = 30.0
-# Longest x-dlq-reason header, in characters; a reason can quote an error of any size.
+# Maximum x-dlq-reason header length, in characters, because a reason can quote an error of any size.
 MAX_REASON_CHARS = 1000
 
 SendFunction = Callable[..., Awaitable[Any]]

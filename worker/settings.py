@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         "card-lookup.replies",
         description="Topic for replies when a request has no `reply_to` header.",
     )
-    dlq_topic: str = Field("card-lookup.dlq", description="Dead-letter topic for messages that cannot be answered.")
+    dlq_topic: str = Field("card-lookup.dlq", description="Dead-letter topic for messages the worker cannot reply to.")
     consumer_group: str = Field("card-lookup-worker", description="Kafka consumer group id; replicas share it.")
     create_topics: bool = Field(
         False,
@@ -128,7 +128,7 @@ class Settings(BaseSettings):
         64,
         ge=1,
         le=1024,
-        description="Longest card number accepted, in characters; longer values are answered `invalid`.",
+        description="Maximum card number length, in characters; longer values get the result `invalid`.",
     )
     request_default_deadline_ms: int = Field(
         30_000,
@@ -172,7 +172,7 @@ class Settings(BaseSettings):
     batch_max_url_bytes: int = Field(
         8192,
         ge=512,
-        description="Longest request URL of one `GET /cards` call, in bytes.",
+        description="Maximum request URL length of one `GET /cards` call, in bytes.",
     )
     batch_linger_ms: float = Field(
         5.0,
@@ -185,7 +185,7 @@ class Settings(BaseSettings):
     api_min_concurrency: int = Field(1, ge=1, description="Floor the adaptive in-flight cap never shrinks below.")
     api_adaptive_concurrency: bool = Field(
         True,
-        description="Shrink the in-flight cap on 429 and slow answers, grow it on success.",
+        description="Shrink the in-flight cap on 429 and slow responses, grow it on success.",
     )
     api_rate_limit_per_s: float | None = Field(
         None,
@@ -198,7 +198,7 @@ class Settings(BaseSettings):
         1.0,
         description="First backoff after a 429 without `Retry-After`, 5xx or timeout, in seconds; it doubles.",
     )
-    api_backoff_max_s: PositiveSeconds = Field(30.0, description="Longest single backoff, in seconds.")
+    api_backoff_max_s: PositiveSeconds = Field(30.0, description="Maximum single backoff, in seconds.")
     api_retry_after_max_s: PositiveSeconds = Field(
         120.0,
         description="Cap on a `Retry-After` pause the API asks for, in seconds.",
@@ -264,7 +264,7 @@ class Settings(BaseSettings):
 
 
 class SettingsError(Exception):
-    """Raised when the environment holds a setting the worker cannot use."""
+    """Raised when the environment contains a setting the worker cannot use."""
 
 
 def load_settings(**overrides: object) -> Settings:
